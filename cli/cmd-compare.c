@@ -1,0 +1,11 @@
+/* compare: not implemented yet. */
+#include "cmd.h"
+
+int
+cmd_compare(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    cli_error("compare: not implemented yet");
+    return 1;
+}

@@ -1,0 +1,257 @@
+/* info: image metadata as qemu-img prints it (human or JSON, optionally the whole chain). */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+static void
+json_indent(FILE *f, int level)
+{
+    for (int i = 0; i < level; i++)
+        fputs("    ", f);
+}
+
+static void
+json_value(FILE *f, const struct dimg_value *v, int level)
+{
+    switch (v->type) {
+    case DIMG_VALUE_INT: fprintf(f, "%" PRId64, v->v.i); break;
+    case DIMG_VALUE_UINT: fprintf(f, "%" PRIu64, v->v.u); break;
+    case DIMG_VALUE_BOOL: fputs(v->v.b ? "true" : "false", f); break;
+    case DIMG_VALUE_STRING: json_print_string(f, v->v.s); break;
+    case DIMG_VALUE_OBJECT:
+    case DIMG_VALUE_ARRAY: {
+        bool obj = v->type == DIMG_VALUE_OBJECT;
+        if (!v->child) {
+            fputs(obj ? "{}" : "[]", f);
+            break;
+        }
+        fputs(obj ? "{\n" : "[\n", f);
+        for (const struct dimg_value *c = v->child; c; c = c->next) {
+            json_indent(f, level + 1);
+            if (obj) {
+                json_print_string(f, c->key);
+                fputs(": ", f);
+            }
+            json_value(f, c, level + 1);
+            fputs(c->next ? ",\n" : "\n", f);
+        }
+        json_indent(f, level);
+        fputc(obj ? '}' : ']', f);
+        break;
+    }
+    }
+}
+
+/* qemu's human form of a value tree: "key name: value", nested by 4 spaces. */
+static void
+human_value(FILE *f, const struct dimg_value *v, int level)
+{
+    int idx = 0;
+    for (const struct dimg_value *c = v->child; c; c = c->next, idx++) {
+        char key[256];
+        if (c->key) {
+            snprintf(key, sizeof key, "%s", c->key);
+            for (char *p = key; *p; p++)
+                if (*p == '-')
+                    *p = ' ';
+        } else {
+            snprintf(key, sizeof key, "[%d]", idx);
+        }
+        json_indent(f, level);
+        switch (c->type) {
+        case DIMG_VALUE_INT: fprintf(f, "%s: %" PRId64 "\n", key, c->v.i); break;
+        case DIMG_VALUE_UINT: fprintf(f, "%s: %" PRIu64 "\n", key, c->v.u); break;
+        case DIMG_VALUE_BOOL: fprintf(f, "%s: %s\n", key, c->v.b ? "true" : "false"); break;
+        case DIMG_VALUE_STRING: fprintf(f, "%s: %s\n", key, c->v.s); break;
+        default:
+            fprintf(f, "%s:\n", key);
+            human_value(f, c, level + 1);
+        }
+    }
+}
+
+static void
+print_json(const struct dimg_info *in, int level)
+{
+    /* Key order as qemu-img 7.2 prints it. */
+    FILE *f = stdout;
+    json_indent(f, level);
+    fputs("{\n", f);
+#define KEY(k) (json_indent(f, level + 1), fputs("\"" k "\": ", f))
+    if (in->backing_format) {
+        KEY("backing-filename-format");
+        json_print_string(f, in->backing_format);
+        fputs(",\n", f);
+    }
+    KEY("virtual-size");
+    fprintf(f, "%" PRIu64 ",\n", in->virtual_size);
+    KEY("filename");
+    json_print_string(f, in->filename);
+    fputs(",\n", f);
+    if (in->cluster_size) {
+        KEY("cluster-size");
+        fprintf(f, "%" PRIu32 ",\n", in->cluster_size);
+    }
+    KEY("format");
+    json_print_string(f, in->format);
+    fputs(",\n", f);
+    if (in->actual_size >= 0) {
+        KEY("actual-size");
+        fprintf(f, "%" PRId64 ",\n", in->actual_size);
+    }
+    if (in->encrypted) {
+        KEY("encrypted");
+        fputs("true,\n", f);
+    }
+    if (in->format_specific) {
+        KEY("format-specific");
+        json_value(f, in->format_specific, level + 1);
+        fputs(",\n", f);
+    }
+    if (in->full_backing_filename) {
+        KEY("full-backing-filename");
+        json_print_string(f, in->full_backing_filename);
+        fputs(",\n", f);
+    }
+    if (in->backing_filename) {
+        KEY("backing-filename");
+        json_print_string(f, in->backing_filename);
+        fputs(",\n", f);
+    }
+    KEY("dirty-flag");
+    fputs(in->dirty_flag > 0 ? "true\n" : "false\n", f);
+#undef KEY
+    json_indent(f, level);
+    fputc('}', f);
+}
+
+static void
+print_human(const struct dimg_info *in)
+{
+    char vs[32], ds[32];
+    cli_human_size(in->virtual_size, vs, sizeof vs);
+    printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\n", in->filename,
+           in->format, vs, in->virtual_size);
+    if (in->actual_size >= 0) {
+        cli_human_size((uint64_t)in->actual_size, ds, sizeof ds);
+        printf("disk size: %s\n", ds);
+    } else {
+        printf("disk size: unavailable\n");
+    }
+    if (in->encrypted)
+        printf("encrypted: yes\n");
+    if (in->cluster_size)
+        printf("cluster_size: %" PRIu32 "\n", in->cluster_size);
+    if (in->backing_filename) {
+        printf("backing file: %s", in->backing_filename);
+        if (in->full_backing_filename && strcmp(in->full_backing_filename, in->backing_filename))
+            printf(" (actual path: %s)", in->full_backing_filename);
+        printf("\n");
+    }
+    if (in->backing_format)
+        printf("backing file format: %s\n", in->backing_format);
+    if (in->format_specific) {
+        const struct dimg_value *data = NULL;
+        for (const struct dimg_value *c = in->format_specific->child; c; c = c->next)
+            if (c->key && !strcmp(c->key, "data"))
+                data = c;
+        if (data && data->child) {
+            printf("Format specific information:\n");
+            human_value(stdout, data, 1);
+        }
+    }
+}
+
+int
+cmd_info(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
+        { "output", required_argument, NULL, 'O' },
+        { "backing-chain", no_argument, NULL, 'B' },
+        { "object", required_argument, NULL, 'o' },
+        { "image-opts", no_argument, NULL, 'I' },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL;
+    enum cli_output output = OUTPUT_HUMAN;
+    bool chain = false, image_opts = false;
+    unsigned flags = DIMG_OPEN_INFO_ONLY | DIMG_OPEN_NO_BACKING;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': fmt = optarg; break;
+        case 'h': cli_print_help(); return 0;
+        case 'O':
+            if (cli_parse_output(optarg, &output) < 0)
+                return 1;
+            break;
+        case 'B': chain = true; break;
+        case 'o':
+            if (cli_add_object(optarg) < 0)
+                return 1;
+            break;
+        case 'I': image_opts = true; break;
+        case 'U': flags |= DIMG_OPEN_FORCE_SHARE; break;
+        default: return cli_bad_option(c, argv);
+        }
+    }
+    if (optind != argc - 1) {
+        cli_usage_error("Expecting one image file name");
+        return 1;
+    }
+    const char *filename = argv[optind];
+
+    /* Walk the chain one image at a time, as qemu-img does, so each file is
+     * opened (and locked) with the info lock set only. */
+    char *name = strdup(filename);
+    char *nfmt = fmt ? strdup(fmt) : NULL;
+    bool io = image_opts;
+    int n = 0, ret = 0;
+    if (chain && output == OUTPUT_JSON)
+        printf("[\n");
+    while (name) {
+        dimg_image *img = cli_open(name, nfmt, flags, io);
+        if (!img) {
+            ret = 1;
+            break;
+        }
+        struct dimg_info in;
+        if (dimg_get_info(img, &in) < 0) {
+            cli_error_lib("%s: ", name);
+            dimg_close(img);
+            ret = 1;
+            break;
+        }
+        if (output == OUTPUT_JSON) {
+            if (n > 0)
+                printf(",\n");
+            print_json(&in, chain ? 1 : 0);
+            if (!chain)
+                printf("\n");
+        } else {
+            if (n > 0)
+                printf("\n");
+            print_human(&in);
+        }
+        free(name);
+        free(nfmt);
+        name = chain && in.full_backing_filename ? strdup(in.full_backing_filename) : NULL;
+        nfmt = in.backing_format ? strdup(in.backing_format) : NULL;
+        io = false;
+        dimg_info_free(&in);
+        dimg_close(img);
+        n++;
+    }
+    free(name);
+    free(nfmt);
+    if (chain && output == OUTPUT_JSON && ret == 0)
+        printf("\n]\n");
+    return ret;
+}

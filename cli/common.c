@@ -1,0 +1,155 @@
+/* Helpers shared by the subcommands: messages, sizes, output formats, opening. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+void
+cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void
+cli_error_lib(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s\n", dimg_get_error());
+}
+
+void
+cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information\n", progname);
+}
+
+int
+cli_bad_option(int c, char **argv)
+{
+    if (c == ':')
+        cli_usage_error("missing argument for option '%s'", argv[optind - 1]);
+    else
+        cli_usage_error("unrecognized option '%s'", argv[optind - 1]);
+    return 1;
+}
+
+void
+cli_human_size(uint64_t v, char *buf, size_t len)
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    int i = 0;
+    double d = (double)v;
+    while (i < 6 && d >= 1000.0) {
+        d /= 1024.0;
+        i++;
+    }
+    snprintf(buf, len, "%0.3g %s", d, units[i]);
+}
+
+int
+cli_parse_image_size(const char *s, int64_t *out)
+{
+    uint64_t v;
+    int r = dimg_parse_size(s, &v);
+    if (r == -ERANGE || (r == 0 && v > INT64_MAX)) {
+        cli_error("Invalid image size specified. Must be between 0 and 9223372036854775807.");
+        return -1;
+    }
+    if (r < 0) {
+        cli_error("Invalid image size specified. You may use k, M, G, T, P or E suffixes for");
+        cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+int
+cli_parse_output(const char *s, enum cli_output *out)
+{
+    if (strcmp(s, "json") == 0) {
+        *out = OUTPUT_JSON;
+        return 0;
+    }
+    if (strcmp(s, "human") == 0) {
+        *out = OUTPUT_HUMAN;
+        return 0;
+    }
+    cli_error("--output must be used with human or json as argument.");
+    return -1;
+}
+
+void
+json_print_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+int
+cli_add_object(const char *def)
+{
+    /* Objects (secrets) matter only to encrypted formats; accept and check the shape. */
+    if (!def || !*def) {
+        cli_error("Invalid object definition");
+        return -1;
+    }
+    return 0;
+}
+
+int
+cli_cache_flags(const char *cache, bool source, unsigned *flags)
+{
+    (void)source;
+    if (!cache)
+        return 0;
+    int m = dimg_cache_mode_parse(cache);
+    if (m < 0) {
+        cli_error("Invalid %scache option: %s", source ? "source " : "", cache);
+        return -1;
+    }
+    *flags |= DIMG_OPEN_CACHE(m);
+    return 0;
+}
+
+dimg_image *
+cli_open(const char *filename, const char *fmt, unsigned flags, bool image_opts)
+{
+    dimg_image *img = image_opts ? dimg_open_opts(filename, flags) : dimg_open(filename, fmt, flags);
+    if (!img)
+        cli_error_lib("Could not open '%s': ", filename);
+    return img;
+}

@@ -1,0 +1,198 @@
+/*
+ * libdimg — disk image library compatible with qemu-img's formats.
+ *
+ * Conventions:
+ *  - Every call returning int returns 0 (or a non-negative count) on success and
+ *    a negative errno on failure.  Calls returning pointers return NULL on failure.
+ *  - On failure the innermost layer records an errno and a message naming the
+ *    file and the problem; read them back with dimg_get_error()/dimg_get_errno().
+ *    The record is thread-local and stays until the next failure on that thread.
+ *  - errno vocabulary: EINVAL bad arguments, EBADMSG corrupt metadata, ENOTSUP
+ *    valid image using an unimplemented feature, EFBIG a sanity limit exceeded,
+ *    EROFS write to a read-only image, EAGAIN image locked by another process,
+ *    EIO/ENOSPC/ENOMEM/ENOENT/EACCES passed through from the system.
+ */
+#ifndef DIMG_DIMG_H
+#define DIMG_DIMG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DIMG_VERSION_MAJOR 0
+#define DIMG_VERSION_MINOR 1
+#define DIMG_VERSION_MICRO 0
+#define DIMG_VERSION_STRING "0.1.0"
+
+typedef struct dimg_image dimg_image;
+
+/* ---- errors ---------------------------------------------------------- */
+
+const char *dimg_get_error(void);
+int dimg_get_errno(void);
+
+/* ---- opening --------------------------------------------------------- */
+
+/* Open flags.  The cache mode occupies bits 8..11 (DIMG_OPEN_CACHE(mode)). */
+#define DIMG_OPEN_RDWR          0x0001u /* read-write; default read-only */
+#define DIMG_OPEN_FORCE_SHARE   0x0002u /* -U: take no locks that could block others */
+#define DIMG_OPEN_NO_BACKING    0x0004u /* do not open the backing chain */
+#define DIMG_OPEN_NO_LOCK       0x0008u /* file.locking=off */
+#define DIMG_OPEN_INFO_ONLY     0x0010u /* "info" lock set: no consistent-read lock */
+#define DIMG_OPEN_PROBE_WARN_OK 0x0020u /* probing raw on a writable open is fine */
+#define DIMG_OPEN_RESIZE        0x0040u /* the caller will resize (take the resize lock) */
+
+enum dimg_cache_mode {
+    DIMG_CACHE_WRITEBACK = 0,
+    DIMG_CACHE_NONE,         /* O_DIRECT */
+    DIMG_CACHE_UNSAFE,       /* never flush */
+    DIMG_CACHE_DIRECTSYNC,   /* O_DIRECT | O_DSYNC */
+    DIMG_CACHE_WRITETHROUGH, /* O_DSYNC */
+};
+#define DIMG_OPEN_CACHE(mode)      (((unsigned)(mode) & 0xfu) << 8)
+#define DIMG_OPEN_CACHE_MODE(flags) ((enum dimg_cache_mode)(((flags) >> 8) & 0xfu))
+
+/* Parse a qemu-img cache mode name ("writeback", "none", "off", "unsafe",
+ * "directsync", "writethrough"); returns the mode or -EINVAL. */
+int dimg_cache_mode_parse(const char *name);
+
+/*
+ * Open an image.  format NULL means probe.  Image options (--image-opts
+ * style "driver=raw,file.filename=x") are accepted by dimg_open_opts().
+ */
+dimg_image *dimg_open(const char *filename, const char *format, unsigned flags);
+dimg_image *dimg_open_opts(const char *image_opts, unsigned flags);
+
+/* Flush (if writable), release locks, free.  Returns the flush result. */
+int dimg_close(dimg_image *img);
+
+const char *dimg_get_filename(const dimg_image *img);
+const char *dimg_get_format(const dimg_image *img);
+uint64_t dimg_get_size(const dimg_image *img);
+/* Next image in the backing chain, or NULL. */
+dimg_image *dimg_get_backing(const dimg_image *img);
+/* Preferred I/O granularity (cluster size, or 0 when the format has none). */
+uint32_t dimg_get_cluster_size(const dimg_image *img);
+
+/* ---- I/O ------------------------------------------------------------- */
+
+int dimg_pread(dimg_image *img, void *buf, size_t len, uint64_t offset);
+int dimg_pwrite(dimg_image *img, const void *buf, size_t len, uint64_t offset);
+
+#define DIMG_ZERO_MAY_UNMAP 0x1u /* the range may be deallocated */
+#define DIMG_ZERO_NO_FALLBACK 0x2u /* fail with -ENOTSUP rather than write zeros */
+int dimg_zero(dimg_image *img, uint64_t offset, uint64_t len, unsigned flags);
+int dimg_discard(dimg_image *img, uint64_t offset, uint64_t len);
+int dimg_flush(dimg_image *img);
+
+enum dimg_prealloc {
+    DIMG_PREALLOC_OFF = 0,
+    DIMG_PREALLOC_METADATA,
+    DIMG_PREALLOC_FALLOC,
+    DIMG_PREALLOC_FULL,
+};
+/* Parse "off"/"metadata"/"falloc"/"full"; returns the mode or -EINVAL. */
+int dimg_prealloc_parse(const char *name);
+
+#define DIMG_TRUNCATE_SHRINK 0x1u /* allow making the image smaller */
+int dimg_truncate(dimg_image *img, uint64_t size, enum dimg_prealloc prealloc, unsigned flags);
+
+/* ---- block status ---------------------------------------------------- */
+
+#define DIMG_EXTENT_ALLOCATED  0x01u /* present: allocated in some layer of the chain */
+#define DIMG_EXTENT_ZERO       0x02u /* reads as zeros */
+#define DIMG_EXTENT_DATA       0x04u /* host storage holds data (may be zeros) */
+#define DIMG_EXTENT_OFFSET     0x08u /* host_offset is valid */
+#define DIMG_EXTENT_COMPRESSED 0x10u
+
+struct dimg_extent {
+    uint64_t offset;      /* guest offset */
+    uint64_t length;
+    unsigned flags;       /* DIMG_EXTENT_* */
+    int depth;            /* 0 = this image, 1 = its backing file, ... */
+    uint64_t host_offset; /* valid with DIMG_EXTENT_OFFSET */
+    const dimg_image *file_owner; /* the image whose file host_offset refers to */
+};
+
+/*
+ * Describe the longest run starting at offset (at most len bytes) that has
+ * uniform status, walking the backing chain.  Returns 0 and fills *out
+ * (out->length > 0), or a negative errno.
+ */
+int dimg_block_status(dimg_image *img, uint64_t offset, uint64_t len, struct dimg_extent *out);
+
+/* Path of the host file holding an extent's data (for map's "File" column). */
+const char *dimg_get_data_filename(const dimg_image *img);
+
+/* ---- info ------------------------------------------------------------ */
+
+/*
+ * A small value tree for format-specific information, shaped like
+ * qemu-img's JSON ("compat", "lazy-refcounts", ...).
+ */
+enum dimg_value_type { DIMG_VALUE_INT, DIMG_VALUE_UINT, DIMG_VALUE_BOOL, DIMG_VALUE_STRING,
+                       DIMG_VALUE_OBJECT, DIMG_VALUE_ARRAY };
+struct dimg_value {
+    enum dimg_value_type type;
+    const char *key;            /* member name inside an object, else NULL */
+    union {
+        int64_t i;
+        uint64_t u;
+        int b;
+        char *s;
+    } v;
+    struct dimg_value *child;   /* first member/element (object, array) */
+    struct dimg_value *next;    /* next sibling */
+};
+
+struct dimg_info {
+    char *filename;
+    char *format;
+    uint64_t virtual_size;
+    int64_t actual_size;        /* host bytes allocated; -1 unknown */
+    int dirty_flag;             /* -1 when the format has none */
+    uint32_t cluster_size;      /* 0 when the format has none */
+    int encrypted;
+    char *backing_filename;     /* as stored in the image */
+    char *full_backing_filename;
+    char *backing_format;
+    struct dimg_value *format_specific; /* {"type": "qcow2", "data": {...}} or NULL */
+};
+
+int dimg_get_info(dimg_image *img, struct dimg_info *out);
+void dimg_info_free(struct dimg_info *info);
+
+/* ---- creating -------------------------------------------------------- */
+
+/*
+ * Create an image.  options is qemu-img's -o syntax ("a=b,c=d", ",," escapes a
+ * comma) or NULL; size is in bytes (-1: take it from the backing file).
+ * When formatting_line is not NULL it receives qemu-img's "Formatting ..."
+ * line (malloc'd, without newline) before the image is written.
+ */
+#define DIMG_CREATE_NO_BACKING_CHECK 0x1u /* -u: do not open the backing file */
+#define DIMG_CREATE_QUIET            0x2u
+int dimg_create(const char *filename, const char *format, int64_t size, const char *options,
+                unsigned flags, void (*formatting)(const char *line, void *opaque), void *opaque);
+
+/* The names of the formats this build supports, NULL-terminated. */
+const char *const *dimg_format_names(void);
+/* Print the -o help text for format (and, if with_protocol, the file options). */
+int dimg_create_options_help(const char *format, int with_protocol, char **text_out);
+
+/* ---- size parsing ---------------------------------------------------- */
+
+/*
+ * Parse a qemu-img size: a number with an optional suffix b, k/K, M, G, T, P,
+ * E (default_unit applies without suffix, 1 for bytes).  Returns 0 or
+ * -EINVAL (malformed) / -ERANGE (too large).
+ */
+int dimg_parse_size(const char *s, uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,72 @@
+/*
+ * The driver table: one const struct per format.  A NULL callback means
+ * "unsupported"; the core reports "<fmt>: <op> not supported".  The core does
+ * bounds checks, read-only enforcement and backing-chain fall-through, so
+ * drivers only describe their own layer.
+ */
+#ifndef DIMG_DRV_DRV_H
+#define DIMG_DRV_DRV_H
+
+#include "core/internal.h"
+#include "io/io.h"
+
+#define DIMG_DRV_BACKING   0x1u  /* the format can have a backing file */
+#define DIMG_DRV_SNAPSHOTS 0x2u
+#define DIMG_DRV_CREATE    0x4u
+#define DIMG_DRV_READONLY  0x8u
+#define DIMG_DRV_RESIZE_LOCK 0x10u /* a writer also takes the resize lock (formats that grow the file) */
+
+struct dimg_create_args {
+    const char *filename;
+    uint64_t size;
+    const struct dimg_opts *opts; /* validated against the driver's table */
+    unsigned flags;              /* DIMG_CREATE_* */
+};
+
+struct dimg_measure {
+    uint64_t required;
+    uint64_t fully_allocated;
+    uint64_t bitmaps;            /* only reported when has_bitmaps */
+    bool has_bitmaps;
+};
+
+struct dimg_driver {
+    const char *name;            /* exactly qemu-img's -f value */
+    unsigned flags;              /* DIMG_DRV_* */
+    size_t state_size;
+    const struct dimg_optdesc *create_opts;   /* NULL-name terminated */
+    /* Confidence 0..100 that head (the first len bytes) is this format. */
+    int (*probe)(const uint8_t *head, size_t len, const char *filename);
+    int (*open)(struct dimg_image *img);
+    void (*close)(struct dimg_image *img);
+    /* Semantic checks of the create options, run after the "Formatting" line
+     * and before the file is created (qemu-img creates nothing on these errors). */
+    int (*check_create)(const struct dimg_create_args *args);
+    /* file is created, locked and empty; size already validated. */
+    int (*create)(struct dimg_io *file, const struct dimg_create_args *args);
+    /* The "Formatting ..." line's option part after "fmt=NAME ". */
+    char *(*describe_create)(const struct dimg_create_args *args);
+    int (*pread)(struct dimg_image *img, void *buf, size_t len, uint64_t off);
+    int (*pwrite)(struct dimg_image *img, const void *buf, size_t len, uint64_t off);
+    int (*zero)(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags);
+    int (*discard)(struct dimg_image *img, uint64_t off, uint64_t len);
+    int (*flush)(struct dimg_image *img);
+    /* This layer only: DIMG_EXTENT_ALLOCATED clear means "ask the backing file". */
+    int (*block_status)(struct dimg_image *img, uint64_t off, uint64_t len,
+                        struct dimg_extent *out);
+    int (*info)(struct dimg_image *img, struct dimg_info *out);
+    int (*truncate)(struct dimg_image *img, uint64_t size, enum dimg_prealloc prealloc,
+                    unsigned flags);
+    int (*measure)(const struct dimg_opts *opts, uint64_t size, struct dimg_image *src,
+                   struct dimg_measure *out);
+};
+
+/* registry.c */
+const struct dimg_driver *driver_find(const char *name);
+const struct dimg_driver *const *driver_list(void);
+/* The driver with the best probe score for the file's first bytes (raw when none). */
+const struct dimg_driver *driver_probe(const uint8_t *head, size_t len, const char *filename);
+
+extern const struct dimg_driver dimg_drv_raw;
+
+#endif

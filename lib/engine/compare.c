@@ -1,0 +1,2 @@
+/* compare engine (placeholder until implemented). */
+#include "engine/engine.h"

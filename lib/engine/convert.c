@@ -1,0 +1,2 @@
+/* convert engine (placeholder until implemented). */
+#include "engine/engine.h"

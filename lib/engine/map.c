@@ -1,0 +1,2 @@
+/* map engine (placeholder until implemented). */
+#include "engine/engine.h"

@@ -1,0 +1,2 @@
+/* measure engine (placeholder until implemented). */
+#include "engine/engine.h"
