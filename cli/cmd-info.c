@@ -102,14 +102,14 @@ print_json(const struct dimg_info *in, int level)
         KEY("actual-size");
         fprintf(f, "%" PRId64 ",\n", in->actual_size);
     }
-    if (in->encrypted) {
-        KEY("encrypted");
-        fputs("true,\n", f);
-    }
     if (in->format_specific) {
         KEY("format-specific");
         json_value(f, in->format_specific, level + 1);
         fputs(",\n", f);
+    }
+    if (in->encrypted) {
+        KEY("encrypted");
+        fputs("true,\n", f);
     }
     if (in->full_backing_filename) {
         KEY("full-backing-filename");

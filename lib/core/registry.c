@@ -7,6 +7,7 @@
 #include "drv/drv.h"
 
 static const struct dimg_driver *const drivers[] = {
+    &dimg_drv_qcow2,
     &dimg_drv_raw,
     NULL,
 };

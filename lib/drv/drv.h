@@ -68,5 +68,6 @@ const struct dimg_driver *const *driver_list(void);
 const struct dimg_driver *driver_probe(const uint8_t *head, size_t len, const char *filename);
 
 extern const struct dimg_driver dimg_drv_raw;
+extern const struct dimg_driver dimg_drv_qcow2;
 
 #endif

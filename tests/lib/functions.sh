@@ -1,5 +1,8 @@
 # Shared helpers for shell tests.  Source with: . "$TEST_LIB"
 # A test exits 0 (pass), 1 (fail) or 77 (skip: a required tool is missing).
+# Expectations come from running the real qemu-img in the same test (both/same), never
+# from hand-written copies of its output.  Helpers: see the lead's notice at the top of
+# the file you own (own build dir under /tmp, no git commands).
 set -u
 : "${DIMG:?DIMG must point at the dimg binary}"
 QEMU_IMG=${QEMU_IMG:-qemu-img}

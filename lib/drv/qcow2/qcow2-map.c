@@ -1,0 +1,265 @@
+/*
+ * Guest-to-host mapping: the L2 table cache, decoding of (extended) L2
+ * entries into runs of uniform kind, and the read and block-status paths
+ * built on them.  Lookups hold the state lock; data I/O runs outside it, so
+ * several threads may read one image at once.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drv/qcow2/qcow2.h"
+#include "util/checked.h"
+#include "util/endian.h"
+
+/* Total bytes of L2 tables kept in memory per image. */
+#define QCOW2_L2_CACHE_BYTES (4u << 20)
+
+static unsigned
+cache_slots(const struct qcow2_state *s)
+{
+    unsigned n = QCOW2_L2_CACHE_BYTES / s->cluster_size;
+    if (n < 2)
+        n = 2;
+    return n > QCOW2_L2_CACHE_SLOTS ? QCOW2_L2_CACHE_SLOTS : n;
+}
+
+void
+qcow2_l2_cache_free(struct qcow2_state *s)
+{
+    for (unsigned i = 0; i < QCOW2_L2_CACHE_SLOTS; i++) {
+        free(s->l2_cache[i].table);
+        s->l2_cache[i].table = NULL;
+        s->l2_cache[i].offset = 0;
+    }
+}
+
+/* Return the cached L2 table at host offset l2_off (lock held). */
+static int
+l2_get(struct dimg_image *img, struct qcow2_state *s, uint64_t l2_off, const uint64_t **out)
+{
+    unsigned n = cache_slots(s), victim = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct qcow2_l2_slot *sl = &s->l2_cache[i];
+        if (sl->table && sl->offset == l2_off) {
+            sl->last_use = ++s->l2_clock;
+            *out = sl->table;
+            return 0;
+        }
+        if (!sl->table || sl->last_use < s->l2_cache[victim].last_use ||
+            !s->l2_cache[victim].table)
+            victim = sl->table && s->l2_cache[victim].table == NULL ? victim : i;
+    }
+    struct qcow2_l2_slot *sl = &s->l2_cache[victim];
+    if (!sl->table) {
+        sl->table = malloc(s->cluster_size);
+        if (!sl->table)
+            return dimg_error(ENOMEM, "out of memory");
+    }
+    sl->offset = 0;
+    int r = io_pread(img->file, sl->table, s->cluster_size, l2_off);
+    if (r < 0)
+        return r;
+    for (uint32_t i = 0; i < s->cluster_size / 8; i++)
+        sl->table[i] = load_be64(&sl->table[i]);
+    sl->offset = l2_off;
+    sl->last_use = ++s->l2_clock;
+    *out = sl->table;
+    return 0;
+}
+
+/* Kind and host offset of the unit (subcluster or cluster) holding guest offset off. */
+static int
+classify(struct dimg_image *img, const struct qcow2_state *s, const uint64_t *l2,
+         uint32_t l2_index, uint64_t off, struct qcow2_run *u)
+{
+    uint64_t entry = l2[(size_t)l2_index * (s->l2_entry_size / 8)];
+    uint64_t in_cluster = off & (s->cluster_size - 1);
+    bool data_file = s->incompat & QCOW2_INCOMPAT_DATA_FILE;
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        if (data_file)
+            return dimg_error(EBADMSG, "%s: compressed cluster in an image with an external data file",
+                              img->filename);
+        u->kind = QCOW2_COMPRESSED;
+        u->descriptor = entry & ~(QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED);
+        return 0;
+    }
+    uint64_t host = entry & QCOW2_OFFSET_MASK;
+    bool allocated = host != 0 || (data_file && (entry & QCOW2_OFLAG_COPIED));
+    if (allocated && (host & (s->cluster_size - 1)))
+        return dimg_error(EBADMSG,
+                          "%s: Cluster allocation offset %#" PRIx64 " unaligned (guest offset %#" PRIx64 ")",
+                          img->filename, host, off);
+    if (s->extended_l2) {
+        uint64_t bitmap = l2[(size_t)l2_index * 2 + 1];
+        unsigned sc = (unsigned)(in_cluster >> s->subcluster_bits);
+        if (bitmap & (1ull << sc)) {
+            if (!allocated)
+                return dimg_error(EBADMSG, "%s: subcluster allocated without a host cluster",
+                                  img->filename);
+            u->kind = QCOW2_NORMAL;
+        } else if (bitmap & (1ull << (32 + sc))) {
+            u->kind = allocated ? QCOW2_ZERO_ALLOC : QCOW2_ZERO;
+        } else {
+            u->kind = QCOW2_UNALLOCATED;
+        }
+    } else if (s->version >= 3 && (entry & QCOW2_OFLAG_ZERO)) {
+        u->kind = allocated ? QCOW2_ZERO_ALLOC : QCOW2_ZERO;
+    } else {
+        u->kind = allocated ? QCOW2_NORMAL : QCOW2_UNALLOCATED;
+    }
+    u->host_offset = allocated ? host + in_cluster : 0;
+    return 0;
+}
+
+static bool
+host_contiguous(enum qcow2_kind k)
+{
+    return k == QCOW2_NORMAL || k == QCOW2_ZERO_ALLOC;
+}
+
+/* Lock held.  Fills *run for the longest uniform run at off (at most len bytes). */
+static int
+map_locked(struct dimg_image *img, struct qcow2_state *s, uint64_t off, uint64_t len,
+           struct qcow2_run *run)
+{
+    uint64_t cluster = off >> s->cluster_bits;
+    uint64_t l1_index = cluster / s->l2_entries;
+    uint32_t l2_index = (uint32_t)(cluster % s->l2_entries);
+    /* Bytes from off to the end of the range this L2 table covers. */
+    uint64_t l2_span_end = (l1_index + 1) * ((uint64_t)s->l2_entries << s->cluster_bits);
+    uint64_t max = min_u64(len, l2_span_end - off);
+
+    memset(run, 0, sizeof *run);
+    if (l1_index >= s->l1_size || (s->l1[l1_index] & QCOW2_OFFSET_MASK) == 0) {
+        run->kind = QCOW2_UNALLOCATED;
+        run->length = max;
+        return 0;
+    }
+    uint64_t l2_off = s->l1[l1_index] & QCOW2_OFFSET_MASK;
+    if (l2_off & (s->cluster_size - 1))
+        return dimg_error(EBADMSG, "%s: L2 table offset %#" PRIx64 " unaligned (L1 index: %#" PRIx64 ")",
+                          img->filename, l2_off, l1_index);
+    const uint64_t *l2;
+    int r = l2_get(img, s, l2_off, &l2);
+    if (r < 0)
+        return r;
+
+    uint64_t unit = 1ull << s->subcluster_bits;
+    uint64_t pos = off;
+    r = classify(img, s, l2, l2_index, pos, run);
+    if (r < 0)
+        return r;
+    uint64_t next = round_down_u64(pos, unit) + unit;
+    run->length = min_u64(next - off, max);
+    while (off + run->length < off + max) {
+        pos = off + run->length;
+        uint32_t idx = (uint32_t)((pos >> s->cluster_bits) % s->l2_entries);
+        struct qcow2_run u;
+        r = classify(img, s, l2, idx, pos, &u);
+        if (r < 0)
+            return r;
+        if (u.kind != run->kind)
+            break;
+        if (host_contiguous(u.kind) && u.host_offset != run->host_offset + (pos - off))
+            break;
+        run->length = min_u64(pos + unit - off, max);
+    }
+    return 0;
+}
+
+int
+qcow2_map_range(struct dimg_image *img, uint64_t off, uint64_t len, struct qcow2_run *run)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    pthread_mutex_lock(&s->lock);
+    int r = map_locked(img, s, off, len, run);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int
+read_compressed(struct dimg_image *img, struct qcow2_state *s, uint8_t *buf, uint64_t off,
+                size_t n, uint64_t descriptor)
+{
+    uint64_t in_cluster = off & (s->cluster_size - 1);
+    if (in_cluster == 0 && n == s->cluster_size)
+        return qcow2_decompress_cluster(img, descriptor, buf);
+    uint8_t *tmp = malloc(s->cluster_size);
+    if (!tmp)
+        return dimg_error(ENOMEM, "out of memory");
+    int r = qcow2_decompress_cluster(img, descriptor, tmp);
+    if (r == 0)
+        memcpy(buf, tmp + in_cluster, n);
+    free(tmp);
+    return r;
+}
+
+int
+qcow2_pread(struct dimg_image *img, void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint8_t *p = buf;
+    while (len > 0) {
+        struct qcow2_run run;
+        int r = qcow2_map_range(img, off, len, &run);
+        if (r < 0)
+            return r;
+        size_t n = (size_t)run.length;
+        switch (run.kind) {
+        case QCOW2_UNALLOCATED:
+            r = image_read_backing(img, p, n, off);
+            break;
+        case QCOW2_ZERO:
+        case QCOW2_ZERO_ALLOC:
+            memset(p, 0, n);
+            break;
+        case QCOW2_NORMAL:
+            r = io_pread(s->data_file, p, n, run.host_offset);
+            break;
+        case QCOW2_COMPRESSED: {
+            uint64_t cluster_end = round_down_u64(off, s->cluster_size) + s->cluster_size;
+            n = (size_t)min_u64(n, cluster_end - off);
+            r = read_compressed(img, s, p, off, n, run.descriptor);
+            break;
+        }
+        }
+        if (r < 0)
+            return r;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int
+qcow2_block_status(struct dimg_image *img, uint64_t off, uint64_t len, struct dimg_extent *out)
+{
+    struct qcow2_run run;
+    int r = qcow2_map_range(img, off, len, &run);
+    if (r < 0)
+        return r;
+    out->length = run.length;
+    switch (run.kind) {
+    case QCOW2_UNALLOCATED:
+        out->flags = 0;
+        break;
+    case QCOW2_ZERO:
+        out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_ZERO;
+        break;
+    case QCOW2_ZERO_ALLOC:
+        out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_ZERO | DIMG_EXTENT_OFFSET;
+        out->host_offset = run.host_offset;
+        break;
+    case QCOW2_NORMAL:
+        out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_DATA | DIMG_EXTENT_OFFSET;
+        out->host_offset = run.host_offset;
+        break;
+    case QCOW2_COMPRESSED:
+        out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_DATA | DIMG_EXTENT_COMPRESSED;
+        break;
+    }
+    return 0;
+}
