@@ -82,6 +82,14 @@ uint32_t dimg_get_cluster_size(const dimg_image *img);
 int dimg_pread(dimg_image *img, void *buf, size_t len, uint64_t offset);
 int dimg_pwrite(dimg_image *img, const void *buf, size_t len, uint64_t offset);
 
+/*
+ * Write one cluster compressed (formats with compression: qcow2).  off must be
+ * cluster aligned and len one cluster, or what is left of the image.  Safe to
+ * call from several threads at once: compression runs in parallel.  -ENOTSUP
+ * when the format has no compressed clusters.
+ */
+int dimg_write_compressed(dimg_image *img, const void *buf, size_t len, uint64_t offset);
+
 #define DIMG_ZERO_MAY_UNMAP 0x1u /* the range may be deallocated */
 #define DIMG_ZERO_NO_FALLBACK 0x2u /* fail with -ENOTSUP rather than write zeros */
 int dimg_zero(dimg_image *img, uint64_t offset, uint64_t len, unsigned flags);

@@ -48,6 +48,8 @@ struct dimg_driver {
     char *(*describe_create)(const struct dimg_create_args *args);
     int (*pread)(struct dimg_image *img, void *buf, size_t len, uint64_t off);
     int (*pwrite)(struct dimg_image *img, const void *buf, size_t len, uint64_t off);
+    /* One whole cluster (or the image's last, shorter one), cluster aligned. */
+    int (*pwrite_compressed)(struct dimg_image *img, const void *buf, size_t len, uint64_t off);
     int (*zero)(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags);
     int (*discard)(struct dimg_image *img, uint64_t off, uint64_t len);
     int (*flush)(struct dimg_image *img);

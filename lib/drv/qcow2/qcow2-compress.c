@@ -7,6 +7,8 @@
 #include <inttypes.h>
 #include <libdeflate.h>
 #include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include "drv/qcow2/qcow2.h"
@@ -85,4 +87,38 @@ qcow2_decompress_cluster(struct dimg_image *img, uint64_t descriptor, uint8_t *o
     }
     free(in);
     return r;
+}
+
+/* zlib: raw deflate with a 4 KiB window, which is what QEMU's reader accepts. */
+static size_t
+deflate_zlib(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+        return 0;
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    int ret = deflate(&z, Z_FINISH);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    return ret == Z_STREAM_END ? n : 0;
+}
+
+static size_t
+deflate_zstd(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
+{
+    size_t n = ZSTD_compress(out, cap, in, len, ZSTD_CLEVEL_DEFAULT);
+    return ZSTD_isError(n) ? 0 : n;
+}
+
+size_t
+qcow2_compress_cluster(const struct qcow2_state *s, const uint8_t *in, uint8_t *out)
+{
+    /* Only worth storing compressed when it saves at least one byte. */
+    size_t cap = s->cluster_size - 1;
+    return s->compression == QCOW2_COMPRESS_ZSTD ? deflate_zstd(in, s->cluster_size, out, cap)
+                                                 : deflate_zlib(in, s->cluster_size, out, cap);
 }

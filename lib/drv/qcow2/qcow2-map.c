@@ -35,37 +35,80 @@ qcow2_l2_cache_free(struct qcow2_state *s)
     }
 }
 
-/* Return the cached L2 table at host offset l2_off (lock held). */
+/* Write a dirty L2 table; the refcount blocks counting what it points at go first. */
 static int
-l2_get(struct dimg_image *img, struct qcow2_state *s, uint64_t l2_off, const uint64_t **out)
+l2_writeback(struct dimg_image *img, struct qcow2_l2_slot *sl)
 {
-    unsigned n = cache_slots(s), victim = 0;
+    struct qcow2_state *s = dimg_image_state(img);
+    if (!sl->dirty)
+        return 0;
+    int r = 0;
+    if (qcow2_refcounts_dirty(s) && ((r = qcow2_reftable_commit(img)) < 0 ||
+                                     (r = qcow2_barrier(img)) < 0))
+        return r;
+    uint8_t *buf = malloc(s->cluster_size);
+    if (!buf)
+        return dimg_error(ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < s->cluster_size / 8; i++)
+        store_be64(buf + (size_t)i * 8, sl->table[i]);
+    r = io_pwrite(img->file, buf, s->cluster_size, sl->offset);
+    free(buf);
+    if (r == 0)
+        sl->dirty = false;
+    return r;
+}
+
+int
+qcow2_l2_flush(struct dimg_image *img)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    for (unsigned i = 0; i < QCOW2_L2_CACHE_SLOTS; i++) {
+        int r = l2_writeback(img, &s->l2_cache[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/*
+ * The cached L2 table at host offset l2_off (lock held).  fresh: a newly
+ * allocated table, started as all zeros (unallocated) and dirty.
+ */
+int
+qcow2_l2_slot_get(struct dimg_image *img, uint64_t l2_off, bool fresh, struct qcow2_l2_slot **out)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    unsigned n = cache_slots(s);
+    struct qcow2_l2_slot *victim = NULL;
     for (unsigned i = 0; i < n; i++) {
         struct qcow2_l2_slot *sl = &s->l2_cache[i];
         if (sl->table && sl->offset == l2_off) {
             sl->last_use = ++s->l2_clock;
-            *out = sl->table;
+            *out = sl;
             return 0;
         }
-        if (!sl->table || sl->last_use < s->l2_cache[victim].last_use ||
-            !s->l2_cache[victim].table)
-            victim = sl->table && s->l2_cache[victim].table == NULL ? victim : i;
+        if (!victim || !sl->table || (victim->table && sl->last_use < victim->last_use))
+            victim = sl;
     }
-    struct qcow2_l2_slot *sl = &s->l2_cache[victim];
-    if (!sl->table) {
-        sl->table = malloc(s->cluster_size);
-        if (!sl->table)
-            return dimg_error(ENOMEM, "out of memory");
-    }
-    sl->offset = 0;
-    int r = io_pread(img->file, sl->table, s->cluster_size, l2_off);
+    int r = l2_writeback(img, victim);
     if (r < 0)
         return r;
-    for (uint32_t i = 0; i < s->cluster_size / 8; i++)
-        sl->table[i] = load_be64(&sl->table[i]);
-    sl->offset = l2_off;
-    sl->last_use = ++s->l2_clock;
-    *out = sl->table;
+    if (!victim->table && !(victim->table = malloc(s->cluster_size)))
+        return dimg_error(ENOMEM, "out of memory");
+    victim->offset = 0;
+    if (fresh) {
+        memset(victim->table, 0, s->cluster_size);
+    } else {
+        r = io_pread(img->file, victim->table, s->cluster_size, l2_off);
+        if (r < 0)
+            return r;
+        for (uint32_t i = 0; i < s->cluster_size / 8; i++)
+            victim->table[i] = load_be64(&victim->table[i]);
+    }
+    victim->offset = l2_off;
+    victim->dirty = fresh;
+    victim->last_use = ++s->l2_clock;
+    *out = victim;
     return 0;
 }
 
@@ -120,8 +163,8 @@ host_contiguous(enum qcow2_kind k)
 }
 
 /* Lock held.  Fills *run for the longest uniform run at off (at most len bytes). */
-static int
-map_locked(struct dimg_image *img, struct qcow2_state *s, uint64_t off, uint64_t len,
+int
+qcow2_map_locked(struct dimg_image *img, struct qcow2_state *s, uint64_t off, uint64_t len,
            struct qcow2_run *run)
 {
     uint64_t cluster = off >> s->cluster_bits;
@@ -141,10 +184,11 @@ map_locked(struct dimg_image *img, struct qcow2_state *s, uint64_t off, uint64_t
     if (l2_off & (s->cluster_size - 1))
         return dimg_error(EBADMSG, "%s: L2 table offset %#" PRIx64 " unaligned (L1 index: %#" PRIx64 ")",
                           img->filename, l2_off, l1_index);
-    const uint64_t *l2;
-    int r = l2_get(img, s, l2_off, &l2);
+    struct qcow2_l2_slot *slot;
+    int r = qcow2_l2_slot_get(img, l2_off, false, &slot);
     if (r < 0)
         return r;
+    const uint64_t *l2 = slot->table;
 
     uint64_t unit = 1ull << s->subcluster_bits;
     uint64_t pos = off;
@@ -174,7 +218,7 @@ qcow2_map_range(struct dimg_image *img, uint64_t off, uint64_t len, struct qcow2
 {
     struct qcow2_state *s = dimg_image_state(img);
     pthread_mutex_lock(&s->lock);
-    int r = map_locked(img, s, off, len, run);
+    int r = qcow2_map_locked(img, s, off, len, run);
     pthread_mutex_unlock(&s->lock);
     return r;
 }

@@ -231,6 +231,7 @@ qcow2_close(struct dimg_image *img)
 {
     struct qcow2_state *s = dimg_image_state(img);
     qcow2_l2_cache_free(s);
+    qcow2_refcount_free(s);
     if (s->owns_data_file)
         io_close(s->data_file);
     free(s->l1);
@@ -242,7 +243,11 @@ static int
 qcow2_open(struct dimg_image *img)
 {
     struct qcow2_state *s = dimg_image_state(img);
-    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
     int64_t file_size = io_get_size(img->file);
     if (file_size < 0)
         return (int)file_size;
@@ -269,6 +274,8 @@ qcow2_open(struct dimg_image *img)
         r = load_l1(img, s);
     if (r == 0)
         r = open_data_file(img, s);
+    if (r == 0 && img->writable)
+        r = qcow2_write_prepare(img);
     if (r < 0)
         goto fail;
     img->cluster_size = s->cluster_size;
@@ -363,12 +370,21 @@ qcow2_info(struct dimg_image *img, struct dimg_info *out)
 
 const struct dimg_driver dimg_drv_qcow2 = {
     .name = "qcow2",
-    .flags = DIMG_DRV_BACKING | DIMG_DRV_RESIZE_LOCK,
+    .flags = DIMG_DRV_BACKING | DIMG_DRV_RESIZE_LOCK | DIMG_DRV_CREATE,
     .state_size = sizeof(struct qcow2_state),
+    .create_opts = qcow2_create_opts,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
+    .check_create = qcow2_check_create,
+    .create = qcow2_create,
+    .describe_create = qcow2_describe_create,
     .pread = qcow2_pread,
+    .pwrite = qcow2_pwrite,
+    .pwrite_compressed = qcow2_pwrite_compressed,
+    .zero = qcow2_zero,
+    .discard = qcow2_discard,
+    .flush = qcow2_flush,
     .block_status = qcow2_block_status,
     .info = qcow2_info,
 };

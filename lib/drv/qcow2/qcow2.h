@@ -70,6 +70,16 @@ struct qcow2_l2_slot {
     uint64_t offset;      /* host offset of the L2 table; 0 = empty */
     uint64_t last_use;
     uint64_t *table;      /* host-endian entries */
+    bool dirty;           /* must be written (after the refcount blocks) */
+};
+
+#define QCOW2_RB_CACHE_SLOTS 8
+
+struct qcow2_rb_slot {
+    uint64_t offset;
+    uint64_t last_use;
+    uint8_t *block;       /* on-disk (big-endian) layout */
+    bool dirty;
 };
 
 struct qcow2_state {
@@ -98,20 +108,71 @@ struct qcow2_state {
     struct dimg_io *data_file;  /* where guest data lives (== img->file without a data file) */
     bool owns_data_file;
 
-    pthread_mutex_t lock;       /* guards the L2 cache and the decompression cache */
+    /* Recursive: the write path reads old cluster contents through the read path. */
+    pthread_mutex_t lock;       /* guards all metadata caches and allocation */
     struct qcow2_l2_slot l2_cache[QCOW2_L2_CACHE_SLOTS];
     uint64_t l2_clock;
-    unsigned l2_slots;          /* slots in use, bounded by the cache budget */
+
+    /* Write support (qcow2-refcount.c, qcow2-write.c) */
+    uint64_t *reftable;         /* host-endian */
+    uint64_t reftable_entries;
+    bool reftable_dirty;
+    uint64_t reftable_written_offset;
+    struct qcow2_rb_slot rb_cache[QCOW2_RB_CACHE_SLOTS];
+    uint64_t rb_clock;
+    uint64_t alloc_next;        /* host offset where the next cluster is allocated */
+    uint64_t *pending_free;     /* host clusters to unreference after the next L2/L1 flush */
+    size_t pending_free_n, pending_free_cap;
+    uint32_t l1_dirty_lo, l1_dirty_hi; /* dirty L1 range [lo, hi); lo == hi: clean */
+    uint64_t cbyte;             /* next free byte for compressed data, 0: none */
+    bool cbyte_counted;         /* the cluster at cbyte already counts its next user */
+    bool write_ready;           /* refcounts loaded, autoclear bits cleared */
 };
 
 /* qcow2-map.c */
+int qcow2_map_locked(struct dimg_image *img, struct qcow2_state *s, uint64_t off, uint64_t len,
+                     struct qcow2_run *run);
 int qcow2_map_range(struct dimg_image *img, uint64_t off, uint64_t len, struct qcow2_run *run);
 void qcow2_l2_cache_free(struct qcow2_state *s);
 int qcow2_pread(struct dimg_image *img, void *buf, size_t len, uint64_t off);
 int qcow2_block_status(struct dimg_image *img, uint64_t off, uint64_t len, struct dimg_extent *out);
 
+int qcow2_l2_slot_get(struct dimg_image *img, uint64_t l2_off, bool fresh,
+                      struct qcow2_l2_slot **out);
+int qcow2_l2_flush(struct dimg_image *img);
+
 /* qcow2-compress.c */
 int qcow2_decompress_cluster(struct dimg_image *img, uint64_t descriptor, uint8_t *out);
+/* Compress one cluster; returns the compressed length, or 0 when it does not shrink. */
+size_t qcow2_compress_cluster(const struct qcow2_state *s, const uint8_t *in, uint8_t *out);
+
+/* qcow2-refcount.c */
+int qcow2_refcount_init(struct dimg_image *img);
+void qcow2_refcount_free(struct qcow2_state *s);
+int qcow2_rb_get(struct dimg_image *img, uint64_t off, uint8_t **block);
+int qcow2_rb_flush(struct dimg_image *img);
+bool qcow2_refcounts_dirty(const struct qcow2_state *s);
+int qcow2_refcount_get(struct dimg_image *img, uint64_t cluster, uint64_t *rc);
+int qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth);
+int qcow2_alloc_clusters(struct dimg_image *img, uint64_t n, uint64_t *host);
+int qcow2_reftable_commit(struct dimg_image *img);
+int qcow2_free_later(struct dimg_image *img, uint64_t host_cluster_offset);
+int qcow2_apply_frees(struct dimg_image *img);
+
+/* qcow2-write.c */
+int qcow2_barrier(struct dimg_image *img);
+int qcow2_write_prepare(struct dimg_image *img);
+int qcow2_pwrite(struct dimg_image *img, const void *buf, size_t len, uint64_t off);
+int qcow2_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uint64_t off);
+int qcow2_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_discard(struct dimg_image *img, uint64_t off, uint64_t len);
+int qcow2_flush(struct dimg_image *img);
+
+/* qcow2-create.c */
+extern const struct dimg_optdesc qcow2_create_opts[];
+int qcow2_check_create(const struct dimg_create_args *args);
+int qcow2_create(struct dimg_io *file, const struct dimg_create_args *args);
+char *qcow2_describe_create(const struct dimg_create_args *args);
 
 extern const struct dimg_driver dimg_drv_qcow2;
 

@@ -1,0 +1,568 @@
+/*
+ * qcow2 write path: in-place writes to clusters the active L1 owns,
+ * allocation (with merging of partially written clusters), zeroing,
+ * discard, compressed clusters, and the ordered metadata flush.
+ *
+ * Ordering that keeps a killed process's image leak-only: guest data is
+ * written when it is allocated; the metadata that points at it lives in the
+ * caches and is written at flush or eviction in the order refcount blocks →
+ * (barrier) → L2 tables → (barrier) → L1 → (barrier) → deferred frees.
+ * All of it runs under the state lock, so concurrent callers are serialized.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drv/qcow2/qcow2.h"
+#include "util/checked.h"
+#include "util/endian.h"
+
+#define ALLOC_BATCH_CLUSTERS 256u
+
+int
+qcow2_barrier(struct dimg_image *img)
+{
+    if (DIMG_OPEN_CACHE_MODE(img->flags) == DIMG_CACHE_UNSAFE)
+        return 0;
+    return io_flush(img->file);
+}
+
+/* Refuse what the writer does not handle yet, load refcounts, clear autoclear bits. */
+int
+qcow2_write_prepare(struct dimg_image *img)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    if (s->write_ready)
+        return 0;
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+        return dimg_error(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
+    if (s->incompat & QCOW2_INCOMPAT_DIRTY)
+        return dimg_error(ENOTSUP, "the image is marked dirty (lazy refcounts); repairing it on "
+                                   "open is not supported yet: run 'check -r all' first");
+    if (s->nb_snapshots)
+        return dimg_error(ENOTSUP, "writing to qcow2 images with internal snapshots is not "
+                                   "supported yet");
+    int r = qcow2_refcount_init(img);
+    if (r < 0)
+        return r;
+    s->reftable_written_offset = s->refcount_table_offset;
+    if (s->version >= 3 && s->autoclear) {
+        /* Unknown or unmaintained auto-clear features (bitmaps) become inconsistent. */
+        uint8_t zero[8] = { 0 };
+        if ((r = io_pwrite(img->file, zero, 8, 88)) < 0 || (r = qcow2_barrier(img)) < 0)
+            return r;
+        s->autoclear = 0;
+    }
+    s->write_ready = true;
+    return 0;
+}
+
+static bool
+has_data_file(const struct qcow2_state *s)
+{
+    return s->incompat & QCOW2_INCOMPAT_DATA_FILE;
+}
+
+static uint32_t
+l2_stride(const struct qcow2_state *s)
+{
+    return s->l2_entry_size / 8;
+}
+
+static void
+l1_mark_dirty(struct qcow2_state *s, uint32_t i)
+{
+    if (s->l1_dirty_lo == s->l1_dirty_hi) {
+        s->l1_dirty_lo = i;
+        s->l1_dirty_hi = i + 1;
+    } else {
+        if (i < s->l1_dirty_lo)
+            s->l1_dirty_lo = i;
+        if (i + 1 > s->l1_dirty_hi)
+            s->l1_dirty_hi = i + 1;
+    }
+}
+
+/* The L2 table for guest offset off, allocated when missing (lock held). */
+static int
+l2_for_write(struct dimg_image *img, uint64_t off, struct qcow2_l2_slot **out, uint32_t *index)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint64_t cluster = off >> s->cluster_bits;
+    uint64_t l1i = cluster / s->l2_entries;
+    *index = (uint32_t)(cluster % s->l2_entries);
+    if (l1i >= s->l1_size)
+        return dimg_error(EIO, "%s: offset %#" PRIx64 " is beyond the L1 table", img->filename, off);
+    uint64_t l2_off = s->l1[l1i] & QCOW2_OFFSET_MASK;
+    if (l2_off) {
+        if (!(s->l1[l1i] & QCOW2_OFLAG_COPIED)) {
+            s->l1[l1i] |= QCOW2_OFLAG_COPIED;
+            l1_mark_dirty(s, (uint32_t)l1i);
+        }
+        return qcow2_l2_slot_get(img, l2_off, false, out);
+    }
+    int r = qcow2_alloc_clusters(img, 1, &l2_off);
+    if (r < 0)
+        return r;
+    r = qcow2_l2_slot_get(img, l2_off, true, out);
+    if (r < 0)
+        return r;
+    s->l1[l1i] = l2_off | QCOW2_OFLAG_COPIED;
+    l1_mark_dirty(s, (uint32_t)l1i);
+    return 0;
+}
+
+/* Unreference whatever host storage an L2 entry held (after the next metadata flush). */
+static int
+release_entry(struct dimg_image *img, uint64_t entry)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        unsigned x = 62 - (s->cluster_bits - 8);
+        uint64_t coff = entry & ((1ull << x) - 1);
+        uint64_t sectors = ((entry >> x) & ((1ull << (s->cluster_bits - 8)) - 1)) + 1;
+        uint64_t first = round_down_u64(coff, s->cluster_size);
+        uint64_t last = round_down_u64((coff & ~511ull) + sectors * 512 - 1, s->cluster_size);
+        for (uint64_t c = first; c <= last; c += s->cluster_size) {
+            int r = qcow2_free_later(img, c);
+            if (r < 0)
+                return r;
+        }
+        return 0;
+    }
+    uint64_t host = entry & QCOW2_OFFSET_MASK;
+    if (host && !has_data_file(s))
+        return qcow2_free_later(img, host);
+    return 0;
+}
+
+/* Does the active L1 own a host cluster for this entry that may be written in place? */
+static bool
+entry_owned(const struct qcow2_state *s, uint64_t entry)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED)
+        return false;
+    if (has_data_file(s))
+        return (entry & QCOW2_OFLAG_COPIED) != 0;
+    return (entry & QCOW2_OFFSET_MASK) != 0;
+}
+
+/* Read the guest view of one whole cluster (lock held; the lock is recursive). */
+static int
+read_cluster(struct dimg_image *img, uint64_t cluster_off, uint8_t *out)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    size_t n = (size_t)min_u64(s->cluster_size, img->size - cluster_off);
+    int r = qcow2_pread(img, out, n, cluster_off);
+    if (r == 0 && n < s->cluster_size)
+        memset(out + n, 0, s->cluster_size - n);
+    return r;
+}
+
+/*
+ * Write into a cluster the L1 already owns.  With extended L2 entries the
+ * subclusters touched become allocated; partially touched ones that were not
+ * allocated are filled from their old contents first.
+ */
+static int
+write_owned(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_t n, uint64_t entry,
+            uint8_t *tmp)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint64_t coff = round_down_u64(off, s->cluster_size);
+    uint64_t host = has_data_file(s) ? coff : (entry & QCOW2_OFFSET_MASK);
+    struct qcow2_l2_slot *slot;
+    uint32_t idx;
+    int r;
+    if (!s->extended_l2 && !(entry & QCOW2_OFLAG_ZERO))
+        return io_pwrite(s->data_file, buf, n, host + (off - coff));
+
+    /* Fill the touched units (subclusters, or the whole zero-flagged cluster) from old data. */
+    uint64_t unit = 1ull << s->subcluster_bits;
+    uint64_t ustart = round_down_u64(off, unit), uend = round_up_u64(off + n, unit);
+    if (uend > coff + s->cluster_size)
+        uend = coff + s->cluster_size;
+    if (!s->extended_l2) {
+        ustart = coff;
+        uend = coff + s->cluster_size;
+    }
+    if (ustart != off || uend != off + n) {
+        if ((r = read_cluster(img, coff, tmp)) < 0)
+            return r;
+        memcpy(tmp + (off - coff), buf, n);
+        r = io_pwrite(s->data_file, tmp + (ustart - coff), (size_t)(uend - ustart),
+                      host + (ustart - coff));
+    } else {
+        r = io_pwrite(s->data_file, buf, n, host + (off - coff));
+    }
+    if (r < 0)
+        return r;
+    if ((r = l2_for_write(img, coff, &slot, &idx)) < 0)
+        return r;
+    uint64_t *e = &slot->table[(size_t)idx * l2_stride(s)];
+    if (s->extended_l2) {
+        unsigned first = (unsigned)((ustart - coff) >> s->subcluster_bits);
+        unsigned last = (unsigned)((uend - coff - 1) >> s->subcluster_bits);
+        uint64_t bits = (((last == 31) ? 0xffffffffull : ((1ull << (last + 1)) - 1)) >> first) << first;
+        e[1] = (e[1] | bits) & ~(bits << 32);
+    } else {
+        e[0] &= ~QCOW2_OFLAG_ZERO;
+    }
+    e[0] |= QCOW2_OFLAG_COPIED;
+    slot->dirty = true;
+    return 0;
+}
+
+/*
+ * Allocate new host clusters for a run of not-owned clusters starting at the
+ * cluster containing off, write the data (merging partial clusters with their
+ * old contents) and point the L2 entries at them.  Returns bytes consumed.
+ */
+static int64_t
+write_allocating(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_t len,
+                 uint8_t *tmp)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint64_t coff = round_down_u64(off, s->cluster_size);
+    struct qcow2_l2_slot *slot;
+    uint32_t idx;
+    int r = l2_for_write(img, coff, &slot, &idx);
+    if (r < 0)
+        return r;
+    /* How many clusters: up to the end of the request, the L2 table and the batch limit. */
+    uint64_t end = off + len;
+    uint64_t want = (round_up_u64(end, s->cluster_size) - coff) >> s->cluster_bits;
+    want = min_u64(want, s->l2_entries - idx);
+    want = min_u64(want, ALLOC_BATCH_CLUSTERS);
+    uint64_t k = 1;
+    while (k < want && !entry_owned(s, slot->table[(size_t)(idx + k) * l2_stride(s)]))
+        k++;
+    uint64_t run_end = min_u64(end, coff + (k << s->cluster_bits));
+
+    uint64_t host;
+    if (has_data_file(s)) {
+        host = coff;
+    } else if ((r = qcow2_alloc_clusters(img, k, &host)) < 0) {
+        return r;
+    }
+    /* Data first: nothing points at these clusters until the metadata flush. */
+    for (uint64_t c = 0; c < k; c++) {
+        uint64_t g = coff + (c << s->cluster_bits);
+        uint64_t ws = max_u64(g, off), we = min_u64(g + s->cluster_size, run_end);
+        if (ws == g && we == g + s->cluster_size) {
+            /* Whole clusters straight from the caller's buffer, as one write. */
+            uint64_t c2 = c;
+            while (c2 + 1 < k && coff + ((c2 + 2) << s->cluster_bits) <= run_end)
+                c2++;
+            uint64_t bytes = (c2 - c + 1) << s->cluster_bits;
+            r = io_pwrite(s->data_file, buf + (g - off), (size_t)bytes, host + (g - coff));
+            c = c2;
+        } else {
+            if ((r = read_cluster(img, g, tmp)) < 0)
+                return r;
+            memcpy(tmp + (ws - g), buf + (ws - off), (size_t)(we - ws));
+            size_t wlen = (size_t)min_u64(s->cluster_size, round_up_u64(img->size - g, 512));
+            r = io_pwrite(s->data_file, tmp, wlen, host + (g - coff));
+        }
+        if (r < 0)
+            return r;
+    }
+    /* The reads above may have reused the cache: look the table up again. */
+    if ((r = l2_for_write(img, coff, &slot, &idx)) < 0)
+        return r;
+    for (uint64_t c = 0; c < k; c++) {
+        uint64_t *e = &slot->table[(size_t)(idx + c) * l2_stride(s)];
+        if ((r = release_entry(img, e[0])) < 0)
+            return r;
+        e[0] = (host + (c << s->cluster_bits)) | QCOW2_OFLAG_COPIED;
+        if (s->extended_l2)
+            e[1] = 0xffffffffull;
+    }
+    slot->dirty = true;
+    return (int64_t)(run_end - off);
+}
+
+int
+qcow2_pwrite(struct dimg_image *img, const void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    const uint8_t *p = buf;
+    uint8_t *tmp = malloc(s->cluster_size);
+    if (!tmp)
+        return dimg_error(ENOMEM, "out of memory");
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    while (len > 0 && r >= 0) {
+        uint64_t coff = round_down_u64(off, s->cluster_size);
+        struct qcow2_l2_slot *slot;
+        uint32_t idx;
+        uint64_t l1i = (off >> s->cluster_bits) / s->l2_entries;
+        uint64_t entry = 0;
+        if (l1i < s->l1_size && (s->l1[l1i] & QCOW2_OFFSET_MASK)) {
+            if ((r = l2_for_write(img, coff, &slot, &idx)) < 0)
+                break;
+            entry = slot->table[(size_t)idx * l2_stride(s)];
+        }
+        if (entry_owned(s, entry)) {
+            if ((entry & QCOW2_OFFSET_MASK) & (s->cluster_size - 1)) {
+                r = dimg_error(EBADMSG, "%s: cluster offset %#" PRIx64 " unaligned", img->filename,
+                               (uint64_t)(entry & QCOW2_OFFSET_MASK));
+                break;
+            }
+            size_t n = (size_t)min_u64(len, coff + s->cluster_size - off);
+            r = write_owned(img, off, p, n, entry, tmp);
+            p += n;
+            off += n;
+            len -= n;
+        } else {
+            int64_t n = write_allocating(img, off, p, len, tmp);
+            if (n < 0) {
+                r = (int)n;
+                break;
+            }
+            p += n;
+            off += (uint64_t)n;
+            len -= (size_t)n;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(tmp);
+    return r < 0 ? r : 0;
+}
+
+/* Set a whole cluster to read as zeros (v3 / extended L2) or deallocate it (discard). */
+static int
+clear_cluster(struct dimg_image *img, uint64_t coff, bool zero, bool unmap)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    struct qcow2_l2_slot *slot;
+    uint32_t idx;
+    uint64_t l1i = (coff >> s->cluster_bits) / s->l2_entries;
+    bool v3 = s->version >= 3;
+    bool have_l2 = l1i < s->l1_size && (s->l1[l1i] & QCOW2_OFFSET_MASK);
+    if (!have_l2 && !zero)
+        return 0; /* already unallocated */
+    if (!have_l2 && !img->backing && !has_data_file(s))
+        return 0; /* unallocated without a backing file reads as zeros already */
+    int r = l2_for_write(img, coff, &slot, &idx);
+    if (r < 0)
+        return r;
+    uint64_t *e = &slot->table[(size_t)idx * l2_stride(s)];
+    bool owned = entry_owned(s, e[0]);
+    bool keep = zero && !unmap && owned;
+    if (!keep && (r = release_entry(img, e[0])) < 0)
+        return r;
+    uint64_t host = keep ? (e[0] & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COPIED)) : 0;
+    /* A discarded cluster of an image with a backing file reads as zeros, not as the backing data. */
+    bool needs_zero = zero || (img->backing != NULL);
+    if (s->extended_l2) {
+        e[0] = host;
+        e[1] = needs_zero ? 0xffffffff00000000ull : 0;
+    } else if (needs_zero && v3) {
+        e[0] = host | QCOW2_OFLAG_ZERO;
+    } else {
+        e[0] = 0;
+    }
+    slot->dirty = true;
+    if (has_data_file(s) && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
+        return io_write_zeroes(s->data_file, coff, min_u64(s->cluster_size, img->size - coff));
+    return 0;
+}
+
+int
+qcow2_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    /* v2 has no zero flag: only deallocation without a backing file reads as zeros. */
+    if (s->version < 3 && !s->extended_l2 && (img->backing || !(flags & DIMG_ZERO_MAY_UNMAP)))
+        return -ENOTSUP;
+    int r = 0;
+    while (len > 0 && r == 0) {
+        uint64_t coff = round_down_u64(off, s->cluster_size);
+        uint64_t n = min_u64(len, coff + s->cluster_size - off);
+        bool whole = off == coff && (n == s->cluster_size || off + n == img->size);
+        if (whole) {
+            pthread_mutex_lock(&s->lock);
+            r = clear_cluster(img, coff, true, flags & DIMG_ZERO_MAY_UNMAP);
+            pthread_mutex_unlock(&s->lock);
+        } else {
+            uint8_t *z = calloc(1, (size_t)n);
+            if (!z)
+                return dimg_error(ENOMEM, "out of memory");
+            r = qcow2_pwrite(img, z, (size_t)n, off);
+            free(z);
+        }
+        off += n;
+        len -= n;
+    }
+    return r;
+}
+
+int
+qcow2_discard(struct dimg_image *img, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    while (len > 0 && r == 0) {
+        uint64_t coff = round_down_u64(off, s->cluster_size);
+        uint64_t n = min_u64(len, coff + s->cluster_size - off);
+        if (off == coff && (n == s->cluster_size || off + n == img->size))
+            r = clear_cluster(img, coff, false, true);
+        off += n;
+        len -= n;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/*
+ * Place compressed bytes: packed after the previous compressed cluster when
+ * that one ended inside the last allocated host cluster, else in a fresh one.
+ * Every host cluster a compressed cluster touches counts it once.
+ */
+static int
+alloc_compressed(struct dimg_image *img, size_t clen, uint64_t *where)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint64_t cs = s->cluster_size;
+    bool continue_here = s->cbyte && round_up_u64(s->cbyte, cs) == s->alloc_next;
+    int r;
+    if (!continue_here) {
+        uint64_t host;
+        if ((r = qcow2_alloc_clusters(img, 1, &host)) < 0)
+            return r;
+        s->cbyte = host;
+        s->cbyte_counted = true;
+    }
+    uint64_t start = s->cbyte, end = start + clen;
+    uint64_t first = round_down_u64(start, cs);
+    if (s->cbyte_counted)
+        s->cbyte_counted = false;
+    else if ((r = qcow2_refcount_update(img, first >> s->cluster_bits, 1, 0)) < 0)
+        return r;
+    uint64_t covered = first + cs;
+    if (end > covered) {
+        uint64_t more = (round_up_u64(end, cs) - covered) >> s->cluster_bits, host;
+        if ((r = qcow2_alloc_clusters(img, more, &host)) < 0)
+            return r;
+        if (host != covered)
+            return dimg_error(EIO, "%s: compressed cluster allocation was not contiguous",
+                              img->filename);
+    }
+    s->cbyte = (end & (cs - 1)) ? end : 0;
+    *where = start;
+    return 0;
+}
+
+int
+qcow2_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    if ((off & (s->cluster_size - 1)) || (len != s->cluster_size && off + len != img->size))
+        return dimg_error(EINVAL, "%s: compressed writes must cover exactly one cluster",
+                          img->filename);
+    if (has_data_file(s))
+        return dimg_error(ENOTSUP, "Compression is not supported with an external data file");
+    uint8_t *in = (uint8_t *)buf, *padded = NULL;
+    if (len < s->cluster_size) {
+        padded = calloc(1, s->cluster_size);
+        if (!padded)
+            return dimg_error(ENOMEM, "out of memory");
+        memcpy(padded, buf, len);
+        in = padded;
+    }
+    uint8_t *out = malloc(s->cluster_size);
+    if (!out) {
+        free(padded);
+        return dimg_error(ENOMEM, "out of memory");
+    }
+    /* Compression runs outside the lock so several threads can compress at once. */
+    size_t clen = qcow2_compress_cluster(s, in, out);
+    int r;
+    if (clen == 0) {
+        r = qcow2_pwrite(img, buf, len, off);
+        goto out;
+    }
+    pthread_mutex_lock(&s->lock);
+    struct qcow2_l2_slot *slot;
+    uint32_t idx;
+    uint64_t where;
+    r = l2_for_write(img, off, &slot, &idx);
+    if (r == 0) {
+        uint64_t old = slot->table[(size_t)idx * l2_stride(s)];
+        if (old & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFFSET_MASK))
+            r = dimg_error(EINVAL, "%s: Compression can't overwrite anything", img->filename);
+    }
+    if (r == 0)
+        r = alloc_compressed(img, clen, &where);
+    if (r == 0)
+        r = io_pwrite(img->file, out, clen, where);
+    if (r == 0)
+        r = l2_for_write(img, off, &slot, &idx);
+    if (r == 0) {
+        unsigned x = 62 - (s->cluster_bits - 8);
+        uint64_t extra = ((where + clen - 1) >> 9) - (where >> 9);
+        if (where >= (1ull << x)) {
+            r = dimg_error(EFBIG, "%s: compressed data offset too large", img->filename);
+        } else {
+            uint64_t *e = &slot->table[(size_t)idx * l2_stride(s)];
+            e[0] = QCOW2_OFLAG_COMPRESSED | (extra << x) | where;
+            if (s->extended_l2)
+                e[1] = 0;
+            slot->dirty = true;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+out:
+    free(out);
+    free(padded);
+    return r;
+}
+
+static int
+l1_flush(struct dimg_image *img)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    if (s->l1_dirty_lo == s->l1_dirty_hi)
+        return 0;
+    size_t n = s->l1_dirty_hi - s->l1_dirty_lo;
+    uint64_t *buf = malloc(n * 8);
+    if (!buf)
+        return dimg_error(ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        store_be64(&buf[i], s->l1[s->l1_dirty_lo + i]);
+    int r = io_pwrite(img->file, buf, n * 8, s->l1_offset + (uint64_t)s->l1_dirty_lo * 8);
+    free(buf);
+    if (r == 0)
+        s->l1_dirty_lo = s->l1_dirty_hi = 0;
+    return r;
+}
+
+int
+qcow2_flush(struct dimg_image *img)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    if (!s->write_ready)
+        return io_flush(img->file);
+    pthread_mutex_lock(&s->lock);
+    int r = 0;
+    if (s->data_file != img->file)
+        r = io_flush(s->data_file);
+    bool l1_dirty = s->l1_dirty_lo != s->l1_dirty_hi;
+    if (r == 0)
+        r = qcow2_l2_flush(img); /* writes refcounts first when an L2 table is dirty */
+    if (r == 0)
+        r = qcow2_reftable_commit(img);
+    if (r == 0 && l1_dirty && (r = qcow2_barrier(img)) == 0)
+        r = l1_flush(img);
+    if (r == 0 && s->pending_free_n) {
+        if ((r = qcow2_barrier(img)) == 0 && (r = qcow2_apply_frees(img)) == 0)
+            r = qcow2_rb_flush(img);
+    }
+    if (r == 0)
+        r = io_flush(img->file);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
