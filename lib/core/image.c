@@ -27,7 +27,10 @@ lock_set(const struct dimg_driver *drv, unsigned flags, unsigned *perm, unsigned
         return;
     }
     *perm = (flags & DIMG_OPEN_INFO_ONLY) ? 0 : IO_PERM_CONSISTENT_READ;
-    if (flags & DIMG_OPEN_FORCE_SHARE)
+    if ((flags & DIMG_OPEN_FORCE_SHARE) || !(drv->flags & DIMG_DRV_RESIZE_LOCK))
+        /* qemu-img info/map/compare/bench on raw share everything too (strace:
+         * info takes no lock, map holds only byte 100); only a convert source
+         * additionally denies write and resize (201, 203). */
         *shared = IO_PERM_ALL;
     else
         *shared = IO_PERM_CONSISTENT_READ | IO_PERM_WRITE_UNCHANGED;
@@ -255,6 +258,17 @@ dimg_pwrite(dimg_image *img, const void *buf, size_t len, uint64_t off)
 }
 
 DIMG_EXPORT int
+dimg_write_compressed(dimg_image *img, const void *buf, size_t len, uint64_t off)
+{
+    int r = check_request(img, off, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    if (!img->drv->pwrite_compressed)
+        return dimg_error(ENOTSUP, "Operation not supported for format '%s'", img->drv->name);
+    return img->drv->pwrite_compressed(img, buf, len, off);
+}
+
+DIMG_EXPORT int
 dimg_zero(dimg_image *img, uint64_t off, uint64_t len, unsigned flags)
 {
     int r = check_request(img, off, len, true);
@@ -351,8 +365,9 @@ dimg_block_status(dimg_image *img, uint64_t off, uint64_t len, struct dimg_exten
         return 0;
     }
     if (off >= b->size) {
+        /* Past the end of the backing file: qemu reports it at this layer
+         * (depth 0 here), not at the backing file's. */
         out->flags = DIMG_EXTENT_ZERO;
-        out->depth = 1;
         return 0;
     }
     uint64_t sub_len = min_u64(out->length, b->size - off);
