@@ -30,7 +30,7 @@ progress_set(double percent)
         return;
     if (percent > 100.0)
         percent = 100.0;
-    if (percent - last_printed >= step || (percent >= 100.0 && last_printed < 100.0))
+    if (percent - last_printed > step || (percent >= 100.0 && last_printed < 100.0))
         print(percent);
 }
 

@@ -22,8 +22,9 @@ lock_set(const struct dimg_driver *drv, unsigned flags, unsigned *perm, unsigned
         *shared = IO_PERM_CONSISTENT_READ | IO_PERM_WRITE_UNCHANGED;
         if ((drv->flags & DIMG_DRV_RESIZE_LOCK) || (flags & DIMG_OPEN_RESIZE))
             *perm |= IO_PERM_RESIZE;
-        if (!(drv->flags & DIMG_DRV_RESIZE_LOCK) && !(flags & DIMG_OPEN_RESIZE))
-            *shared = IO_PERM_ALL; /* a raw writer shares everything, as qemu's does */
+        if (!(drv->flags & DIMG_DRV_RESIZE_LOCK))
+            *shared = IO_PERM_ALL; /* a raw writer shares everything, as qemu's does,
+                                    * even resize (strace: holds 100, 101, 103 only) */
         return;
     }
     *perm = (flags & DIMG_OPEN_INFO_ONLY) ? 0 : IO_PERM_CONSISTENT_READ;
@@ -282,6 +283,7 @@ dimg_zero(dimg_image *img, uint64_t off, uint64_t len, unsigned flags)
     if (flags & DIMG_ZERO_NO_FALLBACK)
         return -ENOTSUP;
     /* Fallback: write zero buffers. */
+    r = 0;
     size_t chunk = (size_t)min_u64(len, 1u << 20);
     void *zeros = calloc(1, chunk);
     if (!zeros)
