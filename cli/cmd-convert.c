@@ -413,6 +413,7 @@ cmd_convert(int argc, char **argv)
         .workers = o.workers,
         .out_of_order = o.out_of_order,
         .rate_limit = o.rate_limit,
+        .compress = o.compress,
         .progress = (o.progress && !o.quiet) ? progress_cb : NULL,
     };
     progress_init(o.progress && !o.quiet, 1.0);

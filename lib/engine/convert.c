@@ -449,6 +449,9 @@ engine_convert(const struct convert_params *p)
     if (dimg_get_size(p->dst) < total)
         return dimg_error(EINVAL, "output file is smaller than input file");
 
+    if (p->compress)
+        return convert_compressed(p);
+
     struct convert_state s = { .p = p };
     s.plan.p = p;
     if (p->progress) {

@@ -33,6 +33,7 @@ struct convert_params {
     unsigned workers;         /* -m: parallel requests, 1..CONVERT_MAX_WORKERS */
     bool out_of_order;        /* -W: writes may land out of order */
     uint64_t rate_limit;      /* -r: bytes per second, 0 = unlimited */
+    bool compress;            /* -c: write every non-zero cluster compressed */
     /* Called with the percentage done (0..100), from one thread at a time. */
     void (*progress)(double percent, void *opaque);
     void *opaque;
@@ -59,6 +60,9 @@ int engine_convert(const struct convert_params *p);
  * trailing partial sector counts as a sector).
  */
 bool convert_is_zero(const void *buf, size_t len);
+
+/* convert-compress.c: the -c path, cluster-aligned and compressing on every worker. */
+int convert_compressed(const struct convert_params *p);
 size_t convert_sector_run(const uint8_t *buf, size_t len, bool want_zero);
 
 #endif

@@ -427,7 +427,10 @@ alloc_compressed(struct dimg_image *img, size_t clen, uint64_t *where)
 {
     struct qcow2_state *s = dimg_image_state(img);
     uint64_t cs = s->cluster_size;
-    bool continue_here = s->cbyte && round_up_u64(s->cbyte, cs) == s->alloc_next;
+    /* Keep packing into the current cluster if the data fits in its tail, or
+     * spills only into clusters that can still be allocated right after it. */
+    bool fits = s->cbyte && round_up_u64(s->cbyte, cs) - s->cbyte >= clen;
+    bool continue_here = s->cbyte && (fits || round_up_u64(s->cbyte, cs) == s->alloc_next);
     int r;
     if (!continue_here) {
         uint64_t host;
