@@ -91,6 +91,46 @@ dimg_create_options_help(const char *format, int with_protocol, char **text_out)
     return sb.s ? 0 : -ENOMEM;
 }
 
+/*
+ * The backing file of a new overlay: qemu-img wants its format named, opens
+ * it (unless -u) and takes the overlay's size from it when none is given.
+ * Returns 1 with *size set, 0 when the backing file was not opened, or -errno.
+ */
+static int
+check_backing(const char *filename, const struct dimg_opts *opts, unsigned flags, uint64_t *size)
+{
+    const char *bf = opts_get(opts, "backing_file");
+    const char *bfmt = opts_get(opts, "backing_fmt");
+    if (strcmp(bf, filename) == 0)
+        return dimg_error(EINVAL, "Error: Trying to create an image with the same filename as "
+                                  "the backing file");
+    char *path = backing_resolve(filename, bf);
+    if (!path)
+        return dimg_error(ENOMEM, "out of memory");
+    int r = 0;
+    if (!bfmt || !(flags & DIMG_CREATE_NO_BACKING_CHECK)) {
+        dimg_image *b = image_open(path, bfmt, DIMG_OPEN_INFO_ONLY | DIMG_OPEN_NO_BACKING, 0);
+        if (!b) {
+            r = bfmt ? dimg_error_prefix("%s", "") : -dimg_get_errno();
+            if (bfmt) {
+                /* qemu-img adds a second line naming what failed. */
+                char msg[1024];
+                snprintf(msg, sizeof msg, "%s\nCould not open backing image.", dimg_get_error());
+                r = dimg_error(dimg_get_errno(), "%s", msg);
+            }
+        } else if (!bfmt) {
+            r = dimg_error(EINVAL, "Backing file specified without backing format\n"
+                                   "Detected format of %s.", b->drv->name);
+        } else {
+            *size = b->size;
+            r = 1;
+        }
+        dimg_close(b);
+    }
+    free(path);
+    return r;
+}
+
 static int
 create_with(const char *filename, const struct dimg_driver *drv, int64_t size,
             struct dimg_opts *opts, unsigned flags,
@@ -107,7 +147,17 @@ create_with(const char *filename, const struct dimg_driver *drv, int64_t size,
         return r;
 
     struct dimg_create_args args = { .filename = filename, .opts = opts, .flags = flags };
-    if (size >= 0) {
+    uint64_t backing_size = 0;
+    bool have_backing_size = false;
+    if (opts_get(opts, "backing_file")) {
+        r = check_backing(filename, opts, flags, &backing_size);
+        if (r < 0)
+            return r;
+        have_backing_size = r > 0;
+    }
+    if (size < 0 && !opts_get(opts, "size") && have_backing_size) {
+        args.size = backing_size;
+    } else if (size >= 0) {
         args.size = (uint64_t)size;
     } else if (opts_get_size(opts, "size", 0, &args.size) != 0) {
         if (dimg_get_errno() == EINVAL && opts_get(opts, "size"))
@@ -137,8 +187,10 @@ create_with(const char *filename, const struct dimg_driver *drv, int64_t size,
         .writable = true,
         .create = true,
         .lock = true,
-        .perm = IO_PERM_CONSISTENT_READ | IO_PERM_WRITE | IO_PERM_RESIZE,
-        .shared = IO_PERM_CONSISTENT_READ | IO_PERM_WRITE_UNCHANGED,
+        /* As qemu-img's create of the file (strace): holds 101, 103, denies only
+         * resize (203); a raw writer (qemu-io -f raw) does not stop it. */
+        .perm = IO_PERM_WRITE | IO_PERM_RESIZE,
+        .shared = IO_PERM_ALL & ~IO_PERM_RESIZE,
     };
     struct dimg_io *file;
     r = io_file_open(filename, &p, &file);
