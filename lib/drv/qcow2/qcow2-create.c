@@ -245,18 +245,23 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
     uint64_t l1_clusters = (l1_size * 8 + cs - 1) / cs;
     uint64_t rb_entries = (cs * 8) >> p.refcount_order;
 
-    /* Layout: header, refcount table, refcount blocks, L1 — sized until they agree. */
+    /*
+     * Layout, as qemu-img lays it out: header, refcount table, the first
+     * refcount block, the L1 table, then any further refcount blocks the L1
+     * table needs.  Sized until the counts agree.
+     */
     uint64_t rt_clusters = 1, rb_count = 1;
     for (;;) {
-        uint64_t total = 1 + rt_clusters + rb_count + l1_clusters;
-        uint64_t need_rb = (total + rb_entries - 1) / rb_entries;
+        uint64_t clusters = 1 + rt_clusters + rb_count + l1_clusters;
+        uint64_t need_rb = (clusters + rb_entries - 1) / rb_entries;
         uint64_t need_rt = (need_rb * 8 + cs - 1) / cs;
         if (need_rb == rb_count && need_rt == rt_clusters)
             break;
         rb_count = need_rb;
         rt_clusters = need_rt;
     }
-    uint64_t rt_off = cs, rb_off = rt_off + rt_clusters * cs, l1_off = rb_off + rb_count * cs;
+    uint64_t rt_off = cs, rb_off = rt_off + rt_clusters * cs, l1_off = rb_off + cs;
+    uint64_t extra_rb_off = l1_off + l1_clusters * cs;
     uint64_t total = 1 + rt_clusters + rb_count + l1_clusters;
 
     uint8_t *buf = calloc(1, (size_t)cs);
@@ -288,7 +293,7 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
     size_t name_len = p.backing ? strlen(p.backing) : 0;
     size_t need = off + 8 + (p.backing_fmt ? 8 + round_up_u64(strlen(p.backing_fmt), 8) : 0) +
                   (p.data_file ? 8 + round_up_u64(strlen(p.data_file), 8) : 0) +
-                  (p.version >= 3 ? 8 + 384 : 0) + name_len;
+                  (p.version >= 3 && p.cluster_bits >= 13 ? 8 + 384 : 0) + name_len;
     if (need > cs) {
         free(buf);
         return dimg_error(EINVAL, "Header extensions and backing file name do not fit in one cluster");
@@ -297,7 +302,8 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
         off = put_ext(buf, off, QCOW2_EXT_BACKING_FMT, p.backing_fmt, strlen(p.backing_fmt));
     if (p.data_file)
         off = put_ext(buf, off, QCOW2_EXT_DATA_FILE, p.data_file, strlen(p.data_file));
-    if (p.version >= 3)
+    /* qemu-img writes the feature name table only into clusters of 8 KiB and more. */
+    if (p.version >= 3 && p.cluster_bits >= 13)
         off = put_feature_table(buf, off);
     off += 8; /* end-of-extensions marker: type 0, length 0 */
     if (p.backing) {
@@ -313,7 +319,7 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
         for (uint64_t e = 0; e < cs / 8; e++) {
             uint64_t bi = i * (cs / 8) + e;
             if (bi < rb_count)
-                store_be64(buf + e * 8, rb_off + bi * cs);
+                store_be64(buf + e * 8, bi == 0 ? rb_off : extra_rb_off + (bi - 1) * cs);
         }
         r = io_pwrite(file, buf, (size_t)cs, rt_off + i * cs);
     }
@@ -332,11 +338,11 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
                 buf[bit / 8] |= (uint8_t)(1u << (bit % 8));
             }
         }
-        r = io_pwrite(file, buf, (size_t)cs, rb_off + b * cs);
+        r = io_pwrite(file, buf, (size_t)cs, b == 0 ? rb_off : extra_rb_off + (b - 1) * cs);
     }
     free(buf);
-    /* The L1 table is all zeros; the file ends right after it, as qemu's does. */
-    if (r == 0)
+    /* The L1 table is all zeros; the file ends right after it (or after the last block). */
+    if (r == 0 && rb_count == 1)
         r = io_truncate(file, l1_off + l1_size * 8, DIMG_PREALLOC_OFF);
     if (r == 0 && p.data_file)
         r = create_data_file(args->filename, p.data_file, args->size);
