@@ -358,9 +358,9 @@ cmd_convert(int argc, char **argv)
         goto out;
 
     /* Sources. */
-    unsigned sflags = 0;
+    unsigned sflags = DIMG_OPEN_DENY_WRITE;
     if (o.force_share)
-        sflags |= DIMG_OPEN_FORCE_SHARE;
+        sflags = DIMG_OPEN_FORCE_SHARE;
     cli_cache_flags(o.src_cache, true, &sflags);
     nsrc = (size_t)nfiles - 1;
     src = calloc(nsrc, sizeof *src);

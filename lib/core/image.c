@@ -28,7 +28,8 @@ lock_set(const struct dimg_driver *drv, unsigned flags, unsigned *perm, unsigned
         return;
     }
     *perm = (flags & DIMG_OPEN_INFO_ONLY) ? 0 : IO_PERM_CONSISTENT_READ;
-    if ((flags & DIMG_OPEN_FORCE_SHARE) || !(drv->flags & DIMG_DRV_RESIZE_LOCK))
+    if ((flags & DIMG_OPEN_FORCE_SHARE) ||
+        (!(drv->flags & DIMG_DRV_RESIZE_LOCK) && !(flags & DIMG_OPEN_DENY_WRITE)))
         /* qemu-img info/map/compare/bench on raw share everything too (strace:
          * info takes no lock, map holds only byte 100); only a convert source
          * additionally denies write and resize (201, 203). */
