@@ -239,9 +239,10 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
     if (r < 0)
         return r;
     uint64_t cs = 1ull << p.cluster_bits;
+    uint64_t vsize = round_up_u64(args->size, 512); /* qemu-img stores whole sectors */
     uint64_t l2_entries = cs / (p.extl2 ? 16 : 8);
     uint64_t per_l1 = l2_entries * cs;
-    uint64_t l1_size = (args->size + per_l1 - 1) / per_l1;
+    uint64_t l1_size = (vsize + per_l1 - 1) / per_l1;
     uint64_t l1_clusters = (l1_size * 8 + cs - 1) / cs;
     uint64_t rb_entries = (cs * 8) >> p.refcount_order;
 
@@ -270,9 +271,9 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
     store_be32(buf, QCOW2_MAGIC);
     store_be32(buf + 4, p.version);
     store_be32(buf + 20, p.cluster_bits);
-    store_be64(buf + 24, args->size);
+    store_be64(buf + 24, vsize);
     store_be32(buf + 36, (uint32_t)l1_size);
-    store_be64(buf + 40, l1_off);
+    store_be64(buf + 40, l1_size ? l1_off : 0); /* qemu-img leaves an empty L1 at offset 0 */
     store_be64(buf + 48, rt_off);
     store_be32(buf + 56, (uint32_t)rt_clusters);
     size_t off;
@@ -345,6 +346,6 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
     if (r == 0 && rb_count == 1)
         r = io_truncate(file, l1_off + l1_size * 8, DIMG_PREALLOC_OFF);
     if (r == 0 && p.data_file)
-        r = create_data_file(args->filename, p.data_file, args->size);
+        r = create_data_file(args->filename, p.data_file, vsize);
     return r;
 }

@@ -23,8 +23,8 @@ rb_entries(const struct qcow2_state *s)
     return ((uint64_t)s->cluster_size * 8) >> s->refcount_order;
 }
 
-static uint64_t
-rc_max(const struct qcow2_state *s)
+uint64_t
+qcow2_refcount_max(const struct qcow2_state *s)
 {
     unsigned bits = 1u << s->refcount_order;
     return bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
@@ -252,7 +252,7 @@ qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, i
     if (delta < 0 && v < (uint64_t)-delta)
         return dimg_error(EBADMSG, "%s: refcount of cluster %#" PRIx64 " would drop below zero",
                           img->filename, cluster << s->cluster_bits);
-    if (delta > 0 && rc_max(s) - v < (uint64_t)delta)
+    if (delta > 0 && qcow2_refcount_max(s) - v < (uint64_t)delta)
         return dimg_error(ERANGE, "%s: refcount of cluster %#" PRIx64 " would overflow",
                           img->filename, cluster << s->cluster_bits);
     rb_write(s, sl->block, i, v + (uint64_t)delta);

@@ -432,6 +432,14 @@ alloc_compressed(struct dimg_image *img, size_t clen, uint64_t *where)
     bool fits = s->cbyte && round_up_u64(s->cbyte, cs) - s->cbyte >= clen;
     bool continue_here = s->cbyte && (fits || round_up_u64(s->cbyte, cs) == s->alloc_next);
     int r;
+    if (continue_here && !s->cbyte_counted) {
+        /* A narrow refcount (refcount_bits=1) may not count one more user. */
+        uint64_t rc;
+        if ((r = qcow2_refcount_get(img, s->cbyte >> s->cluster_bits, &rc)) < 0)
+            return r;
+        if (rc >= qcow2_refcount_max(s))
+            continue_here = false;
+    }
     if (!continue_here) {
         uint64_t host;
         if ((r = qcow2_alloc_clusters(img, 1, &host)) < 0)

@@ -153,6 +153,7 @@ int qcow2_rb_get(struct dimg_image *img, uint64_t off, uint8_t **block);
 int qcow2_rb_flush(struct dimg_image *img);
 bool qcow2_refcounts_dirty(const struct qcow2_state *s);
 int qcow2_refcount_get(struct dimg_image *img, uint64_t cluster, uint64_t *rc);
+uint64_t qcow2_refcount_max(const struct qcow2_state *s);
 int qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth);
 int qcow2_alloc_clusters(struct dimg_image *img, uint64_t n, uint64_t *host);
 int qcow2_reftable_commit(struct dimg_image *img);
