@@ -312,7 +312,14 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
         store_be32(buf + 16, (uint32_t)name_len);
         memcpy(buf + off, p.backing, name_len);
     }
-    r = io_pwrite(file, buf, (size_t)cs, 0);
+    /* The header goes last, so an interrupted create never looks like a qcow2 image. */
+    uint8_t *header = buf;
+    buf = calloc(1, (size_t)cs);
+    if (!buf) {
+        free(header);
+        return dimg_error(ENOMEM, "out of memory");
+    }
+    r = io_truncate(file, cs, DIMG_PREALLOC_OFF);
 
     /* Refcount table entries and blocks counting the metadata clusters. */
     for (uint64_t i = 0; r == 0 && i < rt_clusters; i++) {
@@ -345,6 +352,11 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
     /* The L1 table is all zeros; the file ends right after it (or after the last block). */
     if (r == 0 && rb_count == 1)
         r = io_truncate(file, l1_off + l1_size * 8, DIMG_PREALLOC_OFF);
+    if (r == 0)
+        r = io_flush(file);
+    if (r == 0)
+        r = io_pwrite(file, header, (size_t)cs, 0);
+    free(header);
     if (r == 0 && p.data_file)
         r = create_data_file(args->filename, p.data_file, vsize);
     return r;

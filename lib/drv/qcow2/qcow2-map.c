@@ -200,7 +200,7 @@ qcow2_map_locked(struct dimg_image *img, struct qcow2_state *s, uint64_t off, ui
     while (off + run->length < off + max) {
         pos = off + run->length;
         uint32_t idx = (uint32_t)((pos >> s->cluster_bits) % s->l2_entries);
-        struct qcow2_run u;
+        struct qcow2_run u = { 0 };
         r = classify(img, s, l2, idx, pos, &u);
         if (r < 0)
             return r;

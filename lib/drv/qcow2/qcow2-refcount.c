@@ -92,7 +92,7 @@ qcow2_refcount_init(struct dimg_image *img)
         return (int)fsize;
     s->alloc_next = round_up_u64((uint64_t)fsize, s->cluster_size);
     if (s->reftable[last] & QCOW2_OFFSET_MASK) {
-        uint8_t *b;
+        uint8_t *b = NULL;
         r = qcow2_rb_get(img, s->reftable[last] & QCOW2_OFFSET_MASK, &b);
         if (r < 0)
             return r;

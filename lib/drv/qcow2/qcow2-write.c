@@ -499,7 +499,7 @@ qcow2_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uin
     pthread_mutex_lock(&s->lock);
     struct qcow2_l2_slot *slot;
     uint32_t idx;
-    uint64_t where;
+    uint64_t where = 0;
     r = l2_for_write(img, off, &slot, &idx);
     if (r == 0) {
         uint64_t old = slot->table[(size_t)idx * l2_stride(s)];
