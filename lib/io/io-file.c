@@ -347,7 +347,8 @@ io_file_open(const char *filename, const struct io_file_params *p, struct dimg_i
         return dimg_error(EINVAL, "Could not open '%s': filesystem does not support O_DIRECT",
                           filename);
     if (fd < 0)
-        return dimg_error_errno(errno, "Could not open '%s'", filename);
+        return dimg_error_errno(errno, p->create ? "Could not create '%s'" : "Could not open '%s'",
+                                filename);
 
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -355,7 +356,8 @@ io_file_open(const char *filename, const struct io_file_params *p, struct dimg_i
         close(fd);
         return dimg_error_errno(e, "Could not stat '%s'", filename);
     }
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+    /* (create goes on like qemu-img: it fails at the resize, "Could not resize file") */
+    if (!p->create && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
         close(fd);
         return dimg_error(EINVAL, "'file' driver requires '%s' to be a regular file", filename);
     }

@@ -57,6 +57,9 @@ mem_pwrite(struct dimg_io *io, const void *buf, size_t len, uint64_t off)
     struct io_mem *m = IO_MEM(io);
     if (!io->writable)
         return dimg_error(EROFS, "%s: read-only", io->filename);
+    if (off > MEM_MAX_SIZE || len > MEM_MAX_SIZE - off) /* also keeps off + len from wrapping */
+        return dimg_error(EFBIG, "%s: memory image larger than %u bytes", io->filename,
+                          MEM_MAX_SIZE);
     if (off + len > m->len) {
         int r = mem_resize(m, off + len);
         if (r < 0)
