@@ -75,40 +75,34 @@ open_backing(struct dimg_image *img, int depth)
     return 0;
 }
 
+/*
+ * Open an image on an io the caller opened (ownership passes to the image,
+ * also on failure): probe, lock, driver open, backing chain.  Fuzzers use it
+ * with memory-backed ios.
+ */
 struct dimg_image *
-image_open(const char *filename, const char *format, unsigned flags, int depth)
+image_open_io(struct dimg_io *io, const char *filename, const char *format, unsigned flags,
+              int depth)
 {
     const struct dimg_driver *drv = NULL;
+    struct dimg_image *img = calloc(1, sizeof *img);
+    if (!img || !(img->filename = strdup(filename))) {
+        free(img);
+        io_close(io);
+        dimg_error(ENOMEM, "out of memory");
+        return NULL;
+    }
+    img->file = io;
+    img->flags = flags;
+    img->writable = flags & DIMG_OPEN_RDWR;
+    img->chain_depth = depth;
     if (format) {
         drv = driver_find(format);
         if (!drv) {
             dimg_error(EINVAL, "Unknown driver '%s'", format);
-            return NULL;
+            goto fail;
         }
-    }
-    if ((flags & DIMG_OPEN_FORCE_SHARE) && (flags & DIMG_OPEN_RDWR)) {
-        dimg_error(EINVAL, "force-share=on can only be used with read-only images");
-        return NULL;
-    }
-
-    struct dimg_image *img = calloc(1, sizeof *img);
-    if (!img || !(img->filename = strdup(filename))) {
-        free(img);
-        dimg_error(ENOMEM, "out of memory");
-        return NULL;
-    }
-    img->flags = flags;
-    img->writable = flags & DIMG_OPEN_RDWR;
-    img->chain_depth = depth;
-
-    struct io_file_params p = {
-        .writable = img->writable,
-        .cache = DIMG_OPEN_CACHE_MODE(flags),
-    };
-    if (io_file_open(filename, &p, &img->file) < 0)
-        goto fail;
-
-    if (!drv) {
+    } else {
         uint8_t head[PROBE_BYTES];
         int64_t fsize = io_get_size(img->file);
         if (fsize < 0 || io_pread(img->file, head, sizeof head, 0) < 0)
@@ -156,6 +150,27 @@ image_open(const char *filename, const char *format, unsigned flags, int depth)
 fail:
     image_free(img);
     return NULL;
+}
+
+struct dimg_image *
+image_open(const char *filename, const char *format, unsigned flags, int depth)
+{
+    if (format && !driver_find(format)) {
+        dimg_error(EINVAL, "Unknown driver '%s'", format);
+        return NULL;
+    }
+    if ((flags & DIMG_OPEN_FORCE_SHARE) && (flags & DIMG_OPEN_RDWR)) {
+        dimg_error(EINVAL, "force-share=on can only be used with read-only images");
+        return NULL;
+    }
+    struct io_file_params p = {
+        .writable = flags & DIMG_OPEN_RDWR,
+        .cache = DIMG_OPEN_CACHE_MODE(flags),
+    };
+    struct dimg_io *io;
+    if (io_file_open(filename, &p, &io) < 0)
+        return NULL;
+    return image_open_io(io, filename, format, flags, depth);
 }
 
 DIMG_EXPORT dimg_image *

@@ -51,6 +51,8 @@ dimg_image_state(const struct dimg_image *img)
 
 /* Open with an explicit driver (NULL: probe), used for the backing chain too. */
 struct dimg_image *image_open(const char *filename, const char *format, unsigned flags, int depth);
+struct dimg_image *image_open_io(struct dimg_io *io, const char *filename, const char *format,
+                                 unsigned flags, int depth);
 
 /* Fill buf from the backing chain (zeros where it has nothing). */
 int image_read_backing(struct dimg_image *img, void *buf, size_t len, uint64_t off);
