@@ -361,3 +361,70 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
         r = create_data_file(args->filename, p.data_file, vsize);
     return r;
 }
+
+/*
+ * Metadata of a fully allocated image of `size` bytes: header, L2 tables,
+ * L1 table (whole clusters), and the refcount blocks and table that count
+ * all of it, sized until they count themselves.  These are the sizes
+ * qemu-img measure reports.
+ */
+static uint64_t
+full_size(uint64_t size, const struct qcow2_params *p)
+{
+    uint64_t cs = 1ull << p->cluster_bits;
+    uint64_t aligned = round_up_u64(size, cs);
+    uint64_t per_l2 = cs / (p->extl2 ? 16 : 8);
+    uint64_t nl2e = round_up_u64(aligned / cs, per_l2);
+    uint64_t meta = cs + nl2e * (p->extl2 ? 16 : 8);
+    uint64_t nl1e = round_up_u64(nl2e / per_l2, cs / 8);
+    meta += nl1e * 8;
+    uint64_t used = (aligned + meta) / cs;
+    uint64_t rb_entries = (cs * 8) >> p->refcount_order, blocks = 0, table = 0;
+    for (;;) {
+        uint64_t total = used + blocks + table;
+        uint64_t nb = (total + rb_entries - 1) / rb_entries;
+        uint64_t nt = (nb * 8 + cs - 1) / cs;
+        if (nb == blocks && nt == table)
+            break;
+        blocks = nb;
+        table = nt;
+    }
+    return aligned + meta + (blocks + table) * cs;
+}
+
+int
+qcow2_measure(const struct dimg_opts *opts, uint64_t size, struct dimg_image *src,
+              struct dimg_measure *out)
+{
+    struct dimg_create_args a = { .size = size, .opts = opts };
+    struct qcow2_params p;
+    int r = parse_params(&a, &p);
+    if (r < 0)
+        return r;
+    uint64_t cs = 1ull << p.cluster_bits;
+    uint64_t full = full_size(size, &p);
+    uint64_t data = 0; /* --size alone: metadata only, no guest data */
+    if (src) {
+        /* Clusters holding data anywhere in the source's chain (zeros and holes excluded). */
+        uint64_t off = 0, vsize = dimg_get_size(src), next_uncounted = 0;
+        data = 0;
+        while (off < vsize) {
+            struct dimg_extent e;
+            if ((r = dimg_block_status(src, off, vsize - off, &e)) < 0)
+                return r;
+            if ((e.flags & DIMG_EXTENT_DATA) && !(e.flags & DIMG_EXTENT_ZERO)) {
+                uint64_t start = max_u64(round_down_u64(off, cs), next_uncounted);
+                uint64_t end = round_up_u64(off + e.length, cs);
+                if (end > start)
+                    data += end - start;
+                next_uncounted = max_u64(next_uncounted, end);
+            }
+            off += e.length;
+        }
+        out->has_bitmaps = strcmp(dimg_get_format(src), "qcow2") == 0;
+        out->bitmaps = 0;
+    }
+    out->fully_allocated = full;
+    out->required = full - round_up_u64(size, cs) + data;
+    return 0;
+}

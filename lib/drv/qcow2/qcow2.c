@@ -387,4 +387,5 @@ const struct dimg_driver dimg_drv_qcow2 = {
     .flush = qcow2_flush,
     .block_status = qcow2_block_status,
     .info = qcow2_info,
+    .measure = qcow2_measure,
 };

@@ -174,6 +174,8 @@ extern const struct dimg_optdesc qcow2_create_opts[];
 int qcow2_check_create(const struct dimg_create_args *args);
 int qcow2_create(struct dimg_io *file, const struct dimg_create_args *args);
 char *qcow2_describe_create(const struct dimg_create_args *args);
+int qcow2_measure(const struct dimg_opts *opts, uint64_t size, struct dimg_image *src,
+                  struct dimg_measure *out);
 
 extern const struct dimg_driver dimg_drv_qcow2;
 
