@@ -43,6 +43,10 @@ void cli_human_size(uint64_t v, char *buf, size_t len);
 /* Parse a qemu-img size argument; prints qemu-img's errors and returns -1 on failure. */
 int cli_parse_image_size(const char *s, int64_t *out);
 
+/* qemu-img's cvtnum_full: a size-style number for option NAME in [min, max];
+ * prints "Invalid NAME specified. ..." and returns -1 on failure. */
+int cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max, int64_t *out);
+
 /* --output=human|json */
 enum cli_output { OUTPUT_HUMAN, OUTPUT_JSON };
 int cli_parse_output(const char *s, enum cli_output *out);
@@ -58,6 +62,15 @@ int cli_cache_flags(const char *cache, bool source, unsigned *flags);
 
 /* Open an image as qemu-img's commands do, printing "Could not open ..." on error. */
 dimg_image *cli_open(const char *filename, const char *fmt, unsigned flags, bool image_opts);
+
+/* qemu-img's img_open: refuses --image-opts together with -f, opens like
+ * cli_open, and after a read-write open whose format was probed as raw prints
+ * the block layer's "WARNING: Image format was not specified ..." lines. */
+dimg_image *cli_img_open(const char *filename, const char *fmt, unsigned flags, bool image_opts);
+/* Whether img was opened without a format (-f or --image-opts driver=) and probed raw. */
+bool cli_probed_raw(const dimg_image *img, const char *fmt, bool image_opts, const char *filename);
+/* The three-line probing warning for filename, on stderr. */
+void cli_warn_probed_raw(const char *filename);
 
 /* -o handling shared by create, convert, amend, measure (cmd-create.c). */
 int cli_append_options(char **acc, const char *more);

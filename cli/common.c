@@ -1,6 +1,7 @@
 /* Helpers shared by the subcommands: messages, sizes, output formats, opening. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,4 +153,75 @@ cli_open(const char *filename, const char *fmt, unsigned flags, bool image_opts)
     if (!img)
         cli_error_lib("Could not open '%s': ", filename);
     return img;
+}
+
+/* true when --image-opts names the format ("driver=..." as a top-level key). */
+static bool
+image_opts_has_driver(const char *opts)
+{
+    const char *p = opts;
+    while (*p) {
+        if (!strncmp(p, "driver=", 7))
+            return true;
+        /* skip to the next unescaped comma (",," is a literal comma) */
+        while (*p && !(p[0] == ',' && p[1] != ',')) {
+            if (p[0] == ',' && p[1] == ',')
+                p++;
+            p++;
+        }
+        if (*p)
+            p++;
+    }
+    return false;
+}
+
+void
+cli_warn_probed_raw(const char *filename)
+{
+    fprintf(stderr,
+            "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+            "         Automatically detecting the format is dangerous for raw images, "
+            "write operations on block 0 will be restricted.\n"
+            "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+            filename);
+}
+
+bool
+cli_probed_raw(const dimg_image *img, const char *fmt, bool image_opts, const char *filename)
+{
+    if (fmt || (image_opts && image_opts_has_driver(filename)))
+        return false;
+    return strcmp(dimg_get_format(img), "raw") == 0;
+}
+
+dimg_image *
+cli_img_open(const char *filename, const char *fmt, unsigned flags, bool image_opts)
+{
+    if (image_opts && fmt) {
+        cli_error("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
+    dimg_image *img = cli_open(filename, fmt, flags, image_opts);
+    if (img && (flags & DIMG_OPEN_RDWR) && cli_probed_raw(img, fmt, image_opts, filename))
+        cli_warn_probed_raw(dimg_get_filename(img));
+    return img;
+}
+
+int
+cli_cvtnum(const char *name, const char *value, int64_t min, int64_t max, int64_t *out)
+{
+    uint64_t v;
+    int r = dimg_parse_size(value, &v);
+    if (r < 0 && r != -ERANGE) {
+        cli_error("Invalid %s specified. You may use k, M, G, T, P or E suffixes for", name);
+        cli_error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        return -1;
+    }
+    if (r == -ERANGE || v > (uint64_t)max || (int64_t)v < min) {
+        cli_error("Invalid %s specified. Must be between %" PRId64 " and %" PRId64 ".", name, min,
+                  max);
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
 }

@@ -30,6 +30,8 @@ struct dimg_measure {
     bool has_bitmaps;
 };
 
+struct dimg_check;
+
 struct dimg_driver {
     const char *name;            /* exactly qemu-img's -f value */
     unsigned flags;              /* DIMG_DRV_* */
@@ -61,6 +63,22 @@ struct dimg_driver {
                     unsigned flags);
     int (*measure)(const struct dimg_opts *opts, uint64_t size, struct dimg_image *src,
                    struct dimg_measure *out);
+    /* qemu-img check: fill *out (zeroed by the caller); fix is DIMG_CHECK_FIX_*
+     * (the image is then open read-write).  Returns 0 when the check ran (its
+     * findings are in *out) or a negative errno when it could not.  NULL: the
+     * format has no checks ("This image format does not support checks", exit 63). */
+    int (*check)(struct dimg_image *img, unsigned fix, struct dimg_check *out);
+};
+
+#define DIMG_CHECK_FIX_LEAKS  0x1u  /* -r leaks */
+#define DIMG_CHECK_FIX_ERRORS 0x2u  /* -r all (with FIX_LEAKS) */
+
+/* What a check found, as qemu-img check reports it (0 in a count: none/unknown). */
+struct dimg_check {
+    int64_t corruptions, leaks, check_errors;
+    int64_t corruptions_fixed, leaks_fixed;
+    int64_t image_end_offset;
+    int64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
 };
 
 /* registry.c */

@@ -27,7 +27,9 @@ raw_open(struct dimg_image *img)
     int64_t size = io_get_size(img->file);
     if (size < 0)
         return (int)size;
-    img->size = (uint64_t)size;
+    /* qemu counts sizes in whole 512-byte sectors: a 1000-byte file is a
+     * 1024-byte image whose tail past the end of the file reads as zeros. */
+    img->size = round_up_u64((uint64_t)size, 512);
     return 0;
 }
 
@@ -159,6 +161,20 @@ raw_describe_create(const struct dimg_create_args *args)
     return sb.s;
 }
 
+/* A raw copy is as large as the disk whatever the source holds (holes, zeros
+ * or data): qemu-img measure gives the virtual size rounded up to whole
+ * sectors as both the required and the fully allocated size. */
+static int
+raw_measure(const struct dimg_opts *opts, uint64_t size, struct dimg_image *src,
+            struct dimg_measure *out)
+{
+    (void)opts;
+    (void)src;
+    out->required = raw_file_size(size);
+    out->fully_allocated = out->required;
+    return 0;
+}
+
 const struct dimg_driver dimg_drv_raw = {
     .name = "raw",
     .flags = DIMG_DRV_CREATE,
@@ -175,4 +191,5 @@ const struct dimg_driver dimg_drv_raw = {
     .flush = raw_flush,
     .block_status = raw_block_status,
     .truncate = raw_truncate,
+    .measure = raw_measure,
 };

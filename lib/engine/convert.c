@@ -26,7 +26,9 @@
 #define MAX_STATUS_LEN 2147483136ull
 #define MAX_THREADS 4
 
-enum job_kind { JOB_DATA, JOB_ZERO };
+/* JOB_SKIP: with a backing file on the target, what the source's top layer
+ * does not have is left unallocated so the target reads it from there. */
+enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP };
 
 struct job {
     uint64_t seq;
@@ -207,6 +209,11 @@ plan_status(struct planner *pl)
     }
     pl->ext_end = end;
     pl->ext_kind = zero ? JOB_ZERO : JOB_DATA;
+    /* Not in the source's top layer: from its backing chain, or unallocated
+     * where it has a backing file (also past that file's end). */
+    if (pl->p->target_has_backing &&
+        (e.depth > 0 || (!(e.flags & DIMG_EXTENT_ALLOCATED) && dimg_get_backing(src))))
+        pl->ext_kind = JOB_SKIP;
     return 0;
 }
 
@@ -298,6 +305,15 @@ zero_range(struct convert_state *s, uint64_t off, uint64_t len)
     const struct convert_params *p = s->p;
     if (p->sparse_size != 0 && p->target_is_zero)
         return 0;
+    /* Past the end of the target's backing file the target reads zeros already. */
+    dimg_image *tb = p->target_has_backing ? dimg_get_backing(p->dst) : NULL;
+    if (tb && p->sparse_size != 0) {
+        uint64_t bsize = dimg_get_size(tb);
+        if (off >= bsize)
+            return 0;
+        if (len > bsize - off)
+            len = bsize - off;
+    }
     int r = dimg_zero(p->dst, off, len, p->sparse_size ? DIMG_ZERO_MAY_UNMAP : 0);
     if (r < 0)
         return dimg_error_prefix("error while writing at byte %llu: ", (unsigned long long)off);
@@ -308,6 +324,8 @@ static int
 write_job(struct convert_state *s, const struct job *j, uint8_t *buf,
           const struct segment *seg, size_t nseg)
 {
+    if (j->kind == JOB_SKIP)
+        return 0;
     if (j->kind == JOB_ZERO && s->p->sparse_size == 0) {
         /* -S 0: fully allocated output, so write real zeros (jobs are <= one chunk). */
         memset((uint8_t *)buf, 0, (size_t)j->len);
@@ -339,7 +357,7 @@ static void
 report_progress(struct convert_state *s, const struct job *j)
 {
     const struct convert_params *p = s->p;
-    if (!p->progress || (j->kind != JOB_DATA && p->sparse_size != 0))
+    if (!p->progress || j->kind == JOB_SKIP || (j->kind != JOB_DATA && p->sparse_size != 0))
         return;
     s->done_sectors += j->len / SECTOR;
     if (s->total_sectors)
@@ -420,7 +438,7 @@ count_sectors(const struct convert_params *p, uint64_t *out)
     int r;
     *out = 0;
     while ((r = plan_next(&pl, &j)) > 0)
-        if (j.kind == JOB_DATA || p->sparse_size == 0)
+        if (j.kind == JOB_DATA || (p->sparse_size == 0 && j.kind == JOB_ZERO))
             *out += j.len / SECTOR;
     return r;
 }

@@ -30,6 +30,9 @@ struct convert_params {
      */
     uint64_t sparse_size;
     bool target_is_zero;      /* the target already reads as zeros (fresh, or --target-is-zero) */
+    /* -B: the target has a backing file; only the sources' top layer is copied
+     * (qemu-img's rule: the backing file holds what the sources' base holds). */
+    bool target_has_backing;
     unsigned workers;         /* -m: parallel requests, 1..CONVERT_MAX_WORKERS */
     bool out_of_order;        /* -W: writes may land out of order */
     uint64_t rate_limit;      /* -r: bytes per second, 0 = unlimited */
