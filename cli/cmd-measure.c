@@ -74,11 +74,11 @@ print_result(const struct dimg_measure_info *m, enum cli_output output)
     if (output == OUTPUT_JSON) {
         /* JSON carries the numbers as signed 64-bit: 2^63 prints negative, as in qemu-img. */
         printf("{\n");
-        printf("    \"required\": %" PRId64 ",\n", (int64_t)m->required);
-        printf("    \"fully-allocated\": %" PRId64 "%s\n", (int64_t)m->fully_allocated,
-               m->has_bitmaps ? "," : "");
+        /* qemu-img 7.2's key order: bitmaps (when known) first. */
         if (m->has_bitmaps)
-            printf("    \"bitmaps\": %" PRId64 "\n", (int64_t)m->bitmaps);
+            printf("    \"bitmaps\": %" PRId64 ",\n", (int64_t)m->bitmaps);
+        printf("    \"required\": %" PRId64 ",\n", (int64_t)m->required);
+        printf("    \"fully-allocated\": %" PRId64 "\n", (int64_t)m->fully_allocated);
         printf("}\n");
         return;
     }

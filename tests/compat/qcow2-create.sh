@@ -72,6 +72,11 @@ img.qcow2 0
 -o compat=0.10,extended_l2=on img.qcow2 1M
 -o preallocation=foo img.qcow2 1M
 -o preallocation=off img.qcow2 1M
+-o preallocation=metadata img.qcow2 1G
+-o preallocation=metadata,cluster_size=4k img.qcow2 64M
+-o preallocation=metadata,extended_l2=on img.qcow2 64M
+-o preallocation=metadata -b base.qcow2 -F qcow2 img.qcow2
+-o data_file=img.data,data_file_raw=on img.qcow2 64M
 -o data_file=img.data img.qcow2 64M
 -o data_file_raw=on img.qcow2 1M
 -o extended_l2=on,compression_type=zstd,lazy_refcounts=on,refcount_bits=32 img.qcow2 3G
@@ -89,6 +94,18 @@ img.qcow2 0
 -o foo=bar img.qcow2 1M
 -q img.qcow2 1M
 LIST
+
+# falloc/full lay the refcount table out differently in qemu-img: compare
+# what matters, the check result, the file size and the blocks allocated.
+for mode in falloc full; do
+    rm -f q.qcow2 d.qcow2
+    "$QEMU_IMG" create -q -f qcow2 -o preallocation=$mode q.qcow2 32M
+    "$DIMG" create -q -f qcow2 -o preallocation=$mode d.qcow2 32M || fail "prealloc $mode"
+    "$QEMU_IMG" check -q d.qcow2 || fail "prealloc $mode: check"
+    [ "$(stat -c %s q.qcow2)" = "$(stat -c %s d.qcow2)" ] || fail "prealloc $mode: file size"
+    qb=$(stat -c %b q.qcow2) db=$(stat -c %b d.qcow2)
+    [ "$db" -ge "$qb" ] && [ "$db" -le $((qb + 256)) ] || fail "prealloc $mode: $db blocks vs $qb"
+done
 
 both help1 create -f qcow2 -o help; same help1
 both help2 create -f qcow2 -o help x.qcow2; same help2

@@ -43,6 +43,7 @@ struct qcow2_params {
     uint32_t cluster_bits;
     uint32_t refcount_order;
     bool lazy, extl2, zstd, data_raw;
+    enum dimg_prealloc prealloc;
     const char *backing, *backing_fmt, *data_file;
 };
 
@@ -86,8 +87,7 @@ parse_params(const struct dimg_create_args *a, struct qcow2_params *p)
         int m = dimg_prealloc_parse(v);
         if (m < 0)
             return dimg_error(EINVAL, "Parameter 'preallocation' does not accept value '%s'", v);
-        if (m != DIMG_PREALLOC_OFF)
-            return dimg_error(ENOTSUP, "preallocation=%s is not supported for qcow2 yet", v);
+        p->prealloc = (enum dimg_prealloc)m;
     }
     opts_get_bool(o, "lazy_refcounts", false, &p->lazy);
     opts_get_bool(o, "extended_l2", false, &p->extl2);
@@ -119,6 +119,9 @@ parse_params(const struct dimg_create_args *a, struct qcow2_params *p)
                                   "least 16384 bytes");
     if (p->data_raw && !p->data_file)
         return dimg_error(EINVAL, "data-file-raw requires data-file");
+    if (p->prealloc != DIMG_PREALLOC_OFF && p->backing)
+        return dimg_error(EINVAL, "Backing file and preallocation can only be used at the same "
+                                  "time if extended_l2 is on");
     if (p->backing && p->data_raw)
         return dimg_error(EINVAL, "Backing file and data-file-raw cannot be used together");
     if (p->backing && strlen(p->backing) > QCOW2_MAX_BACKING_NAME)
@@ -229,6 +232,20 @@ create_data_file(const char *image, const char *name, uint64_t size)
         r = io_truncate(io, size, DIMG_PREALLOC_OFF);
     io_close(io);
     return r;
+}
+
+/* Reopen the new image (the create path already holds its lock) and map every cluster. */
+static int
+preallocate(const char *filename, enum dimg_prealloc mode, unsigned flags)
+{
+    (void)flags;
+    struct dimg_image *img = image_open(filename, "qcow2",
+                                        DIMG_OPEN_RDWR | DIMG_OPEN_NO_BACKING | DIMG_OPEN_NO_LOCK, 0);
+    if (!img)
+        return -dimg_get_errno();
+    int r = qcow2_preallocate(img, mode);
+    int r2 = dimg_close(img);
+    return r < 0 ? r : r2;
 }
 
 int
@@ -359,6 +376,8 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
     free(header);
     if (r == 0 && p.data_file)
         r = create_data_file(args->filename, p.data_file, vsize);
+    if (r == 0 && (p.prealloc != DIMG_PREALLOC_OFF || p.data_raw))
+        r = preallocate(args->filename, p.prealloc, args->flags);
     return r;
 }
 

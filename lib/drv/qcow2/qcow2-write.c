@@ -47,12 +47,15 @@ qcow2_write_prepare(struct dimg_image *img)
     if (r < 0)
         return r;
     s->reftable_written_offset = s->refcount_table_offset;
-    if (s->version >= 3 && s->autoclear) {
-        /* Unknown or unmaintained auto-clear features (bitmaps) become inconsistent. */
-        uint8_t zero[8] = { 0 };
-        if ((r = io_pwrite(img->file, zero, 8, 88)) < 0 || (r = qcow2_barrier(img)) < 0)
+    if (s->version >= 3 && (s->autoclear & ~QCOW2_AUTOCLEAR_DATA_RAW)) {
+        /* Auto-clear features dimg does not keep up to date (bitmaps, unknown
+         * ones) must be marked inconsistent before the first write; the raw
+         * data file bit stays, since every write keeps the data file raw. */
+        uint8_t v[8];
+        s->autoclear &= QCOW2_AUTOCLEAR_DATA_RAW;
+        store_be64(v, s->autoclear);
+        if ((r = io_pwrite(img->file, v, 8, 88)) < 0 || (r = qcow2_barrier(img)) < 0)
             return r;
-        s->autoclear = 0;
     }
     s->write_ready = true;
     return 0;
@@ -575,5 +578,51 @@ qcow2_flush(struct dimg_image *img)
     if (r == 0)
         r = io_flush(img->file);
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/*
+ * preallocation=metadata/falloc/full (and data_file_raw): every guest cluster
+ * gets an L2 entry pointing at its own host cluster, allocated L2 table by L2
+ * table as qemu-img lays them out ([L2][its data clusters]...).  falloc and
+ * full then reserve or zero-fill the data clusters.
+ */
+int
+qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint64_t cs = s->cluster_size;
+    uint64_t clusters = round_up_u64(img->size, cs) >> s->cluster_bits;
+    int r = 0;
+    pthread_mutex_lock(&s->lock);
+    for (uint64_t c = 0; c < clusters && r == 0;) {
+        struct qcow2_l2_slot *slot;
+        uint32_t idx;
+        if ((r = l2_for_write(img, c << s->cluster_bits, &slot, &idx)) < 0)
+            break;
+        uint64_t k = min_u64(clusters - c, s->l2_entries - idx), host = c << s->cluster_bits;
+        if (!has_data_file(s) && (r = qcow2_alloc_clusters(img, k, &host)) < 0)
+            break;
+        if ((r = l2_for_write(img, c << s->cluster_bits, &slot, &idx)) < 0)
+            break;
+        for (uint64_t i = 0; i < k; i++) {
+            uint64_t *e = &slot->table[(size_t)(idx + i) * l2_stride(s)];
+            e[0] = (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED;
+            if (s->extended_l2)
+                e[1] = 0; /* host space reserved, subclusters still unallocated (as qemu) */
+        }
+        slot->dirty = true;
+        if (!has_data_file(s) && mode == DIMG_PREALLOC_FULL)
+            r = io_write_zeroes(img->file, host, k << s->cluster_bits);
+        else if (!has_data_file(s) && mode == DIMG_PREALLOC_FALLOC)
+            r = io_truncate(img->file, host + (k << s->cluster_bits), DIMG_PREALLOC_FALLOC);
+        c += k;
+    }
+    /* The file covers every allocated cluster, as qemu-img's does. */
+    if (r == 0 && io_get_size(img->file) < (int64_t)s->alloc_next)
+        r = io_truncate(img->file, s->alloc_next, DIMG_PREALLOC_OFF);
+    pthread_mutex_unlock(&s->lock);
+    if (r == 0)
+        r = qcow2_flush(img);
     return r;
 }

@@ -168,6 +168,7 @@ int qcow2_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len,
 int qcow2_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags);
 int qcow2_discard(struct dimg_image *img, uint64_t off, uint64_t len);
 int qcow2_flush(struct dimg_image *img);
+int qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode);
 
 /* qcow2-create.c */
 extern const struct dimg_optdesc qcow2_create_opts[];
