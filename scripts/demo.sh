@@ -120,6 +120,24 @@ ls -ls new.raw 2>/dev/null
 run measure "$DIMG" measure -O raw disk.raw
 same_as_qemu measure measure -O raw disk.raw
 
+heading "7. qcow2: the format VM disks usually live in"
+run toqcow2 "$DIMG" convert -O qcow2 disk.raw disk.qcow2
+run info2 "$DIMG" info disk.qcow2
+same_as_qemu info2 info disk.qcow2
+if [ -n "$QEMU_IMG" ] && [ -e disk.qcow2 ]; then
+    say "  qemu-img check on dimg's qcow2:"
+    "$QEMU_IMG" check disk.qcow2 | sed 's/^/    /'
+    "$QEMU_IMG" compare -q disk.raw disk.qcow2 && say "  qemu-img compare: same guest bytes as disk.raw"
+fi
+say "Compressed (every core compresses; qemu can read the result):"
+run toqcow2c "$DIMG" convert -c -O qcow2 disk.raw small.qcow2
+ls -ls disk.qcow2 small.qcow2 2>/dev/null
+say "An overlay: a new image that stores only what changes on top of disk.qcow2:"
+run overlay "$DIMG" create -f qcow2 -b disk.qcow2 -F qcow2 vm1.qcow2
+run chain "$DIMG" info --backing-chain vm1.qcow2
+run measure2 "$DIMG" measure -O qcow2 disk.raw
+same_as_qemu measure2 measure -O qcow2 disk.raw
+
 heading "Done"
 say "Files are in $D.  Next: 'make check' runs every test against qemu-img;"
 say "'dimg --help' lists the subcommands; 'make bench' times dimg against qemu-img."
