@@ -11,6 +11,11 @@ dimg_open_opts(const char *image_opts, unsigned flags)
     struct dimg_opts o = { 0 };
     dimg_image *img = NULL;
     dimg_error_clear();
+    /* A plain name is taken as a device or node name by qemu-img; dimg has neither. */
+    if (!strchr(image_opts, '=')) {
+        dimg_error(ENOENT, "Cannot find device='%s' nor node-name='%s'", image_opts, image_opts);
+        goto out;
+    }
     if (opts_parse(&o, image_opts) < 0)
         goto out;
     const char *driver = opts_get(&o, "driver");

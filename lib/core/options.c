@@ -234,6 +234,8 @@ dimg_parse_size(const char *s, uint64_t *out)
     bool hex = false, any = false, overflow = false;
     while (isspace((unsigned char)*p))
         p++;
+    if (*p == '+') /* a plus sign is accepted, as strtoull accepts it */
+        p++;
     if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && isxdigit((unsigned char)p[2])) {
         hex = true;
         p += 2;

@@ -45,6 +45,7 @@ main(void)
     CHECK_EQ_U64(ok("1t"), 1099511627776ull);
     CHECK_EQ_U64(ok("1024b"), 1024);
     CHECK_EQ_U64(ok("0"), 0);
+    CHECK_EQ_U64(ok("+1M"), 1048576);
     bad("1.5", -EINVAL);
     bad("0x1.5k", -EINVAL);
     bad("1e3", -EINVAL);
