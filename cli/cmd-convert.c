@@ -415,6 +415,7 @@ cmd_convert(int argc, char **argv)
         .out_of_order = o.out_of_order,
         .rate_limit = o.rate_limit,
         .compress = o.compress,
+        .copy_offload = o.copy_offload,
         .progress = (o.progress && !o.quiet) ? progress_cb : NULL,
     };
     progress_init(o.progress && !o.quiet, 1.0);

@@ -110,6 +110,15 @@ int dimg_prealloc_parse(const char *name);
 #define DIMG_TRUNCATE_SHRINK 0x1u /* allow making the image smaller */
 int dimg_truncate(dimg_image *img, uint64_t size, enum dimg_prealloc prealloc, unsigned flags);
 
+/*
+ * Copy len bytes from src to dst without passing them through this process
+ * (copy_file_range), when both images store guest bytes linearly in their
+ * files (raw).  -ENOTSUP when that is not possible; callers fall back to
+ * reading and writing.
+ */
+int dimg_copy_range(dimg_image *src, uint64_t src_offset, dimg_image *dst, uint64_t dst_offset,
+                    uint64_t len);
+
 /* ---- block status ---------------------------------------------------- */
 
 #define DIMG_EXTENT_ALLOCATED  0x01u /* present: allocated in some layer of the chain */

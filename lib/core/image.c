@@ -275,6 +275,24 @@ dimg_pwrite(dimg_image *img, const void *buf, size_t len, uint64_t off)
 }
 
 DIMG_EXPORT int
+dimg_copy_range(dimg_image *src, uint64_t soff, dimg_image *dst, uint64_t doff, uint64_t len)
+{
+    int r = check_request(src, soff, len, false);
+    if (r == 0)
+        r = check_request(dst, doff, len, true);
+    if (r < 0 || len == 0)
+        return r;
+    if (!(src->drv->flags & DIMG_DRV_LINEAR) || !(dst->drv->flags & DIMG_DRV_LINEAR) ||
+        !src->file->ops->copy_range)
+        return -ENOTSUP;
+    /* The tail of a raw image past its file's end (sector rounding) reads as zeros. */
+    int64_t fsize = io_get_size(src->file);
+    if (fsize < 0 || soff + len > (uint64_t)fsize)
+        return -ENOTSUP;
+    return src->file->ops->copy_range(src->file, soff, dst->file, doff, len);
+}
+
+DIMG_EXPORT int
 dimg_write_compressed(dimg_image *img, const void *buf, size_t len, uint64_t off)
 {
     int r = check_request(img, off, len, true);

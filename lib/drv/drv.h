@@ -14,6 +14,7 @@
 #define DIMG_DRV_SNAPSHOTS 0x2u
 #define DIMG_DRV_CREATE    0x4u
 #define DIMG_DRV_READONLY  0x8u
+#define DIMG_DRV_LINEAR    0x20u  /* guest offset == file offset (raw): copy offloading works */
 #define DIMG_DRV_RESIZE_LOCK 0x10u /* a writer also takes the resize lock (formats that grow the file) */
 
 struct dimg_create_args {
@@ -89,5 +90,8 @@ const struct dimg_driver *driver_probe(const uint8_t *head, size_t len, const ch
 
 extern const struct dimg_driver dimg_drv_raw;
 extern const struct dimg_driver dimg_drv_qcow2;
+extern const struct dimg_driver dimg_drv_vdi;
+extern const struct dimg_driver dimg_drv_vpc;
+extern const struct dimg_driver dimg_drv_vmdk;
 
 #endif

@@ -177,7 +177,7 @@ raw_measure(const struct dimg_opts *opts, uint64_t size, struct dimg_image *src,
 
 const struct dimg_driver dimg_drv_raw = {
     .name = "raw",
-    .flags = DIMG_DRV_CREATE,
+    .flags = DIMG_DRV_CREATE | DIMG_DRV_LINEAR,
     .create_opts = raw_create_opts,
     .probe = raw_probe,
     .open = raw_open,

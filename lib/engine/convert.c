@@ -62,6 +62,7 @@ struct convert_state {
     pthread_cond_t turn_cv;
     struct planner plan;
     uint64_t write_seq;      /* next job allowed to write when ordered */
+    bool no_offload;         /* copy offloading failed once: stop trying */
     int error;               /* first failure (negative errno) */
     char *errmsg;            /* its message, re-recorded on the caller's thread */
     uint64_t total_sectors;  /* progress denominator */
@@ -388,12 +389,26 @@ worker(void *opaque)
         if (r <= 0)
             break;
 
+        r = 0;
         size_t nseg = 0;
+        bool offloaded = false;
         if (j.kind == JOB_DATA) {
             rate_limit(s, j.len);
-            r = read_job(s, &j, buf);
-            if (r == 0)
-                nseg = make_segments(buf, (uint32_t)j.len, p->sparse_size, seg);
+            if (p->copy_offload && !s->no_offload) {
+                /* -C: the kernel copies; data is not read, so zeros in it are copied too. */
+                int c = dimg_copy_range(p->src[j.src], j.src_off, p->dst, j.out_off, j.len);
+                if (c == 0)
+                    offloaded = true;
+                else if (c == -ENOTSUP)
+                    s->no_offload = true; /* fall back to reading and writing for good */
+                else
+                    r = c;
+            }
+            if (!offloaded && r == 0) {
+                r = read_job(s, &j, buf);
+                if (r == 0)
+                    nseg = make_segments(buf, (uint32_t)j.len, p->sparse_size, seg);
+            }
         }
 
         pthread_mutex_lock(&s->lock);
@@ -408,7 +423,8 @@ worker(void *opaque)
         }
         pthread_mutex_unlock(&s->lock);
 
-        r = write_job(s, &j, buf, seg, nseg);
+        if (!offloaded)
+            r = write_job(s, &j, buf, seg, nseg);
 
         pthread_mutex_lock(&s->lock);
         if (r < 0) {

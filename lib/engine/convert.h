@@ -37,6 +37,7 @@ struct convert_params {
     bool out_of_order;        /* -W: writes may land out of order */
     uint64_t rate_limit;      /* -r: bytes per second, 0 = unlimited */
     bool compress;            /* -c: write every non-zero cluster compressed */
+    bool copy_offload;        /* -C: copy data extents with dimg_copy_range when possible */
     /* Called with the percentage done (0..100), from one thread at a time. */
     void (*progress)(double percent, void *opaque);
     void *opaque;
