@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cmd.h"
 
@@ -73,8 +74,68 @@ human_value(FILE *f, const struct dimg_value *v, int level)
     }
 }
 
+void
+cli_print_snapshot_table(const struct dimg_snapshot *sn, size_t n)
+{
+    printf("Snapshot list:\n");
+    printf("%-9s %-16s %8s %19s %12s %10s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+    for (size_t i = 0; i < n; i++) {
+        char size[32], date[32], clock[48], icount[24] = "";
+        cli_human_size(sn[i].vm_state_size, size, sizeof size);
+        time_t t = (time_t)sn[i].date_sec;
+        struct tm tm;
+        localtime_r(&t, &tm);
+        strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S", &tm);
+        uint64_t ms = sn[i].vm_clock_nsec / 1000000;
+        snprintf(clock, sizeof clock, "%02" PRIu64 ":%02u:%02u.%03u", ms / 3600000,
+                 (unsigned)(ms / 60000 % 60), (unsigned)(ms / 1000 % 60), (unsigned)(ms % 1000));
+        if (sn[i].icount != -1)
+            snprintf(icount, sizeof icount, "%" PRId64, sn[i].icount);
+        printf("%-9s %-16s %8s %19s %12s %10s\n", sn[i].id, sn[i].name, size, date, clock, icount);
+    }
+}
+
 static void
-print_json(const struct dimg_info *in, int level)
+print_snapshots_json(const struct dimg_snapshot *sn, size_t n, int level)
+{
+    FILE *f = stdout;
+    json_indent(f, level + 1);
+    fputs("\"snapshots\": [\n", f);
+    for (size_t i = 0; i < n; i++) {
+        json_indent(f, level + 2);
+        fputs("{\n", f);
+        /* Key order as qemu-img 7.2 prints it. */
+        if (sn[i].icount != -1) {
+            json_indent(f, level + 3);
+            fprintf(f, "\"icount\": %" PRId64 ",\n", sn[i].icount);
+        }
+        json_indent(f, level + 3);
+        fprintf(f, "\"vm-clock-nsec\": %" PRIu64 ",\n", sn[i].vm_clock_nsec % 1000000000);
+        json_indent(f, level + 3);
+        fputs("\"name\": ", f);
+        json_print_string(f, sn[i].name);
+        fputs(",\n", f);
+        json_indent(f, level + 3);
+        fprintf(f, "\"date-sec\": %" PRIu32 ",\n", sn[i].date_sec);
+        json_indent(f, level + 3);
+        fprintf(f, "\"date-nsec\": %" PRIu32 ",\n", sn[i].date_nsec);
+        json_indent(f, level + 3);
+        fprintf(f, "\"vm-clock-sec\": %" PRIu64 ",\n", sn[i].vm_clock_nsec / 1000000000);
+        json_indent(f, level + 3);
+        fputs("\"id\": ", f);
+        json_print_string(f, sn[i].id);
+        fputs(",\n", f);
+        json_indent(f, level + 3);
+        fprintf(f, "\"vm-state-size\": %" PRIu64 "\n", sn[i].vm_state_size);
+        json_indent(f, level + 2);
+        fputs(i + 1 < n ? "},\n" : "}\n", f);
+    }
+    json_indent(f, level + 1);
+    fputs("],\n", f);
+}
+
+static void
+print_json(const struct dimg_info *in, const struct dimg_snapshot *sn, size_t nsn, int level)
 {
     /* Key order as qemu-img 7.2 prints it. */
     FILE *f = stdout;
@@ -86,6 +147,8 @@ print_json(const struct dimg_info *in, int level)
         json_print_string(f, in->backing_format);
         fputs(",\n", f);
     }
+    if (nsn)
+        print_snapshots_json(sn, nsn, level);
     KEY("virtual-size");
     fprintf(f, "%" PRIu64 ",\n", in->virtual_size);
     KEY("filename");
@@ -129,7 +192,7 @@ print_json(const struct dimg_info *in, int level)
 }
 
 static void
-print_human(const struct dimg_info *in)
+print_human(const struct dimg_info *in, const struct dimg_snapshot *sn, size_t nsn)
 {
     char vs[32], ds[32];
     cli_human_size(in->virtual_size, vs, sizeof vs);
@@ -153,6 +216,8 @@ print_human(const struct dimg_info *in)
     }
     if (in->backing_format)
         printf("backing file format: %s\n", in->backing_format);
+    if (nsn)
+        cli_print_snapshot_table(sn, nsn);
     if (in->format_specific) {
         const struct dimg_value *data = NULL;
         for (const struct dimg_value *c = in->format_specific->child; c; c = c->next)
@@ -229,17 +294,21 @@ cmd_info(int argc, char **argv)
             ret = 1;
             break;
         }
+        struct dimg_snapshot *sn = NULL;
+        size_t nsn = 0;
+        dimg_snapshot_list(img, &sn, &nsn);
         if (output == OUTPUT_JSON) {
             if (n > 0)
                 printf(",\n");
-            print_json(&in, chain ? 1 : 0);
+            print_json(&in, sn, nsn, chain ? 1 : 0);
             if (!chain)
                 printf("\n");
         } else {
             if (n > 0)
                 printf("\n");
-            print_human(&in);
+            print_human(&in, sn, nsn);
         }
+        dimg_snapshot_list_free(sn, nsn);
         free(name);
         free(nfmt);
         name = chain && in.full_backing_filename ? strdup(in.full_backing_filename) : NULL;

@@ -30,7 +30,15 @@ snap_list(dimg_image *img)
 {
     if (!has_snapshots(img))
         return 0;
-    /* A format with snapshots prints qemu-img's "Snapshot list:" table here. */
+    struct dimg_snapshot *sn = NULL;
+    size_t n = 0;
+    if (dimg_snapshot_list(img, &sn, &n) < 0) {
+        cli_error_lib("%s", "");
+        return 1;
+    }
+    if (n)
+        cli_print_snapshot_table(sn, n);
+    dimg_snapshot_list_free(sn, n);
     return 0;
 }
 

@@ -21,6 +21,9 @@ extern const char *progname;
 CMD_LIST(DECLARE_CMD)
 #undef DECLARE_CMD
 
+/* qemu-img's "Snapshot list:" table (info, snapshot -l). */
+void cli_print_snapshot_table(const struct dimg_snapshot *sn, size_t n);
+
 /* The global --help text. */
 void cli_print_help(void);
 

@@ -184,6 +184,21 @@ struct dimg_info {
 int dimg_get_info(dimg_image *img, struct dimg_info *out);
 void dimg_info_free(struct dimg_info *info);
 
+/* ---- internal snapshots ------------------------------------------------ */
+
+struct dimg_snapshot {
+    char *id;
+    char *name;
+    uint64_t vm_state_size;
+    uint32_t date_sec, date_nsec;  /* when it was taken (seconds since the epoch) */
+    uint64_t vm_clock_nsec;        /* guest run time */
+    int64_t icount;                /* -1: not recorded */
+};
+
+/* The image's internal snapshots (none: *count 0); free with dimg_snapshot_list_free. */
+int dimg_snapshot_list(dimg_image *img, struct dimg_snapshot **out, size_t *count);
+void dimg_snapshot_list_free(struct dimg_snapshot *list, size_t count);
+
 /* ---- creating -------------------------------------------------------- */
 
 /*

@@ -62,3 +62,23 @@ dimg_get_info(dimg_image *img, struct dimg_info *out)
     }
     return 0;
 }
+
+DIMG_EXPORT void
+dimg_snapshot_list_free(struct dimg_snapshot *list, size_t count)
+{
+    for (size_t i = 0; list && i < count; i++) {
+        free(list[i].id);
+        free(list[i].name);
+    }
+    free(list);
+}
+
+DIMG_EXPORT int
+dimg_snapshot_list(dimg_image *img, struct dimg_snapshot **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    if (!img->drv->snapshot_list)
+        return 0;
+    return img->drv->snapshot_list(img, out, count);
+}

@@ -60,6 +60,7 @@ struct dimg_driver {
     int (*block_status)(struct dimg_image *img, uint64_t off, uint64_t len,
                         struct dimg_extent *out);
     int (*info)(struct dimg_image *img, struct dimg_info *out);
+    int (*snapshot_list)(struct dimg_image *img, struct dimg_snapshot **out, size_t *count);
     int (*truncate)(struct dimg_image *img, uint64_t size, enum dimg_prealloc prealloc,
                     unsigned flags);
     int (*measure)(const struct dimg_opts *opts, uint64_t size, struct dimg_image *src,

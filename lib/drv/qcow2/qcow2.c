@@ -232,6 +232,7 @@ qcow2_close(struct dimg_image *img)
     struct qcow2_state *s = dimg_image_state(img);
     qcow2_l2_cache_free(s);
     qcow2_refcount_free(s);
+    qcow2_snapshots_free(s);
     if (s->owns_data_file)
         io_close(s->data_file);
     free(s->l1);
@@ -272,6 +273,8 @@ qcow2_open(struct dimg_image *img)
     free(hdr);
     if (r == 0)
         r = load_l1(img, s);
+    if (r == 0)
+        r = qcow2_snapshots_load(img);
     if (r == 0)
         r = open_data_file(img, s);
     if (r == 0 && img->writable)
@@ -370,7 +373,7 @@ qcow2_info(struct dimg_image *img, struct dimg_info *out)
 
 const struct dimg_driver dimg_drv_qcow2 = {
     .name = "qcow2",
-    .flags = DIMG_DRV_BACKING | DIMG_DRV_RESIZE_LOCK | DIMG_DRV_CREATE,
+    .flags = DIMG_DRV_BACKING | DIMG_DRV_RESIZE_LOCK | DIMG_DRV_CREATE | DIMG_DRV_SNAPSHOTS,
     .state_size = sizeof(struct qcow2_state),
     .create_opts = qcow2_create_opts,
     .probe = qcow2_probe,
@@ -387,5 +390,6 @@ const struct dimg_driver dimg_drv_qcow2 = {
     .flush = qcow2_flush,
     .block_status = qcow2_block_status,
     .info = qcow2_info,
+    .snapshot_list = qcow2_snapshot_list,
     .measure = qcow2_measure,
 };

@@ -64,6 +64,17 @@ struct qcow2_run {
     uint64_t descriptor;  /* COMPRESSED: the raw L2 descriptor */
 };
 
+struct qcow2_snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id, *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    int64_t icount;
+};
+
 #define QCOW2_L2_CACHE_SLOTS 32
 
 struct qcow2_l2_slot {
@@ -103,6 +114,8 @@ struct qcow2_state {
     uint32_t refcount_table_clusters;
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
+    struct qcow2_snapshot *snaps; /* parsed table (qcow2-snapshot.c) */
+    uint32_t nsnap;
 
     char *data_file_name;
     struct dimg_io *data_file;  /* where guest data lives (== img->file without a data file) */
@@ -141,6 +154,11 @@ int qcow2_l2_slot_get(struct dimg_image *img, uint64_t l2_off, bool fresh,
                       struct qcow2_l2_slot **out);
 int qcow2_l2_flush(struct dimg_image *img);
 
+/* qcow2-snapshot.c */
+int qcow2_snapshots_load(struct dimg_image *img);
+void qcow2_snapshots_free(struct qcow2_state *s);
+int qcow2_snapshot_list(struct dimg_image *img, struct dimg_snapshot **out, size_t *count);
+
 /* qcow2-compress.c */
 int qcow2_decompress_cluster(struct dimg_image *img, uint64_t descriptor, uint8_t *out);
 /* Compress one cluster; returns the compressed length, or 0 when it does not shrink. */
@@ -169,6 +187,9 @@ int qcow2_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flag
 int qcow2_discard(struct dimg_image *img, uint64_t off, uint64_t len);
 int qcow2_flush(struct dimg_image *img);
 int qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode);
+
+/* qcow2-check.c */
+int qcow2_check(struct dimg_image *img, unsigned fix, struct dimg_check *out);
 
 /* qcow2-create.c */
 extern const struct dimg_optdesc qcow2_create_opts[];
