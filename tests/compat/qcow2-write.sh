@@ -43,6 +43,20 @@ for ct in zlib zstd; do
         fail "-c $ct: wrong compression type"
 done
 
+# dimg's deflate uses the whole 32 KiB window: data whose only repeats lie
+# more than 4 KiB apart must still read back through qemu-img.
+python3 -c "
+import random
+r = random.Random(7)
+blk = bytes(r.getrandbits(8) for _ in range(300)) + bytes(4800)
+open('far.raw', 'wb').write((blk * 2000)[:8 << 20])
+"
+rm -f far.qcow2
+"$DIMG" convert -c -O qcow2 far.raw far.qcow2 || fail "-c far repeats failed"
+verify far.qcow2 far.raw "-c with distances beyond 4 KiB"
+"$QEMU_IMG" check far.qcow2 | grep -Eq ' [1-9][0-9.]*% compressed clusters' ||
+    fail "far repeats: no compressed clusters"
+
 # Writes into images qemu made: convert -n over existing data, compressed and zero clusters.
 rm -f e.qcow2
 "$QEMU_IMG" create -q -f qcow2 e.qcow2 24M
