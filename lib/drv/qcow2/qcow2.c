@@ -392,4 +392,5 @@ const struct dimg_driver dimg_drv_qcow2 = {
     .info = qcow2_info,
     .snapshot_list = qcow2_snapshot_list,
     .measure = qcow2_measure,
+    .check = qcow2_check,
 };

@@ -190,6 +190,8 @@ int qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode);
 
 /* qcow2-check.c */
 int qcow2_check(struct dimg_image *img, unsigned fix, struct dimg_check *out);
+/* qcow2-rebuild.c: refs[i] = references found for host cluster i */
+int qcow2_rebuild_refcounts(struct dimg_image *img, const uint32_t *refs, uint64_t n_refs);
 
 /* qcow2-create.c */
 extern const struct dimg_optdesc qcow2_create_opts[];
