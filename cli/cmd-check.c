@@ -151,7 +151,7 @@ cmd_check(int argc, char **argv)
         case 'h': cli_print_help(); return 0;
         case 'f': fmt = optarg; break;
         case 'r':
-            flags |= DIMG_OPEN_RDWR;
+            flags |= DIMG_OPEN_RDWR | DIMG_OPEN_REPAIR;
             if (!strcmp(optarg, "leaks")) {
                 fix = DIMG_CHECK_FIX_LEAKS;
             } else if (!strcmp(optarg, "all")) {

@@ -44,6 +44,8 @@ int dimg_get_errno(void);
 #define DIMG_OPEN_INFO_ONLY     0x0010u /* "info" lock set: no consistent-read lock */
 #define DIMG_OPEN_PROBE_WARN_OK 0x0020u /* probing raw on a writable open is fine */
 #define DIMG_OPEN_RESIZE        0x0040u /* the caller will resize (take the resize lock) */
+#define DIMG_OPEN_REPAIR        0x1000u /* opened by check -r: corrupt images allowed,
+                                         * no automatic repair of dirty ones */
 #define DIMG_OPEN_DENY_WRITE    0x0080u /* read-only open that others may not write meanwhile
                                          * (convert sources), even for raw */
 

@@ -762,6 +762,11 @@ qcow2_check(struct dimg_image *img, unsigned fix, struct dimg_check *out)
     pthread_mutex_lock(&s->lock);
     int r = check_run(&c);
     pthread_mutex_unlock(&s->lock);
+    /* A repaired image is consistent again: drop the dirty (and, after -r all,
+     * the corrupt) flag. */
+    if (r == 0 && fix && out->corruptions <= out->corruptions_fixed)
+        r = qcow2_clear_incompat(img, QCOW2_INCOMPAT_DIRTY |
+                                          ((fix & DIMG_CHECK_FIX_ERRORS) ? QCOW2_INCOMPAT_CORRUPT : 0));
     free(c.refs);
     free(c.rb);
     free(c.table);

@@ -28,21 +28,35 @@ qcow2_barrier(struct dimg_image *img)
     return io_flush(img->file);
 }
 
-/* Refuse what the writer does not handle yet, load refcounts, clear autoclear bits. */
+/* Clear incompatible feature bits in the header (after the state they describe is fixed). */
+int
+qcow2_clear_incompat(struct dimg_image *img, uint64_t bits)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    if (!(s->incompat & bits))
+        return 0;
+    int r = qcow2_flush(img);
+    if (r < 0)
+        return r;
+    uint8_t v[8];
+    store_be64(v, s->incompat & ~bits);
+    if ((r = io_pwrite(img->file, v, 8, 72)) < 0 || (r = qcow2_barrier(img)) < 0)
+        return r;
+    s->incompat &= ~bits;
+    return 0;
+}
+
+/* Refuse what the writer does not handle, load refcounts, clear autoclear bits,
+ * repair a dirty image. */
 int
 qcow2_write_prepare(struct dimg_image *img)
 {
     struct qcow2_state *s = dimg_image_state(img);
     if (s->write_ready)
         return 0;
-    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+    bool repair = img->flags & DIMG_OPEN_REPAIR;
+    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && !repair)
         return dimg_error(EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
-    if (s->incompat & QCOW2_INCOMPAT_DIRTY)
-        return dimg_error(ENOTSUP, "the image is marked dirty (lazy refcounts); repairing it on "
-                                   "open is not supported yet: run 'check -r all' first");
-    if (s->nb_snapshots)
-        return dimg_error(ENOTSUP, "writing to qcow2 images with internal snapshots is not "
-                                   "supported yet");
     int r = qcow2_refcount_init(img);
     if (r < 0)
         return r;
@@ -58,6 +72,20 @@ qcow2_write_prepare(struct dimg_image *img)
             return r;
     }
     s->write_ready = true;
+    if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && !repair) {
+        /* Left dirty with lazy refcounts: rebuild the counts before writing, as qemu does. */
+        struct dimg_check res;
+        memset(&res, 0, sizeof res);
+        r = qcow2_check(img, DIMG_CHECK_FIX_LEAKS | DIMG_CHECK_FIX_ERRORS, &res);
+        if (r == 0 && res.corruptions > res.corruptions_fixed)
+            r = dimg_error(EBADMSG, "%s: the dirty image could not be repaired", img->filename);
+        if (r == 0)
+            r = qcow2_clear_incompat(img, QCOW2_INCOMPAT_DIRTY);
+        if (r < 0) {
+            s->write_ready = false;
+            return r;
+        }
+    }
     return 0;
 }
 
@@ -87,6 +115,37 @@ l1_mark_dirty(struct qcow2_state *s, uint32_t i)
     }
 }
 
+/*
+ * An L2 table shared with an internal snapshot is copied before it changes:
+ * the copy keeps every entry (the data clusters stay shared, their counts
+ * already include the snapshot), and the old table loses this L1's
+ * reference once the L1 no longer points at it (deferred free).
+ */
+static int
+cow_l2(struct dimg_image *img, uint32_t l1i, struct qcow2_l2_slot **out)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint64_t old_off = s->l1[l1i] & QCOW2_OFFSET_MASK, new_off;
+    struct qcow2_l2_slot *old;
+    int r = qcow2_l2_slot_get(img, old_off, false, &old);
+    if (r < 0)
+        return r;
+    uint64_t *copy = malloc(s->cluster_size);
+    if (!copy)
+        return dimg_error(ENOMEM, "out of memory");
+    memcpy(copy, old->table, s->cluster_size);
+    if ((r = qcow2_alloc_clusters(img, 1, &new_off)) == 0 &&
+        (r = qcow2_l2_slot_get(img, new_off, true, out)) == 0) {
+        memcpy((*out)->table, copy, s->cluster_size);
+        (*out)->dirty = true;
+        r = qcow2_free_later(img, old_off);
+        s->l1[l1i] = new_off | QCOW2_OFLAG_COPIED;
+        l1_mark_dirty(s, l1i);
+    }
+    free(copy);
+    return r;
+}
+
 /* The L2 table for guest offset off, allocated when missing (lock held). */
 static int
 l2_for_write(struct dimg_image *img, uint64_t off, struct qcow2_l2_slot **out, uint32_t *index)
@@ -98,14 +157,20 @@ l2_for_write(struct dimg_image *img, uint64_t off, struct qcow2_l2_slot **out, u
     if (l1i >= s->l1_size)
         return dimg_error(EIO, "%s: offset %#" PRIx64 " is beyond the L1 table", img->filename, off);
     uint64_t l2_off = s->l1[l1i] & QCOW2_OFFSET_MASK;
+    int r;
     if (l2_off) {
         if (!(s->l1[l1i] & QCOW2_OFLAG_COPIED)) {
+            uint64_t rc;
+            if ((r = qcow2_refcount_get(img, l2_off >> s->cluster_bits, &rc)) < 0)
+                return r;
+            if (rc > 1)
+                return cow_l2(img, (uint32_t)l1i, out);
             s->l1[l1i] |= QCOW2_OFLAG_COPIED;
             l1_mark_dirty(s, (uint32_t)l1i);
         }
         return qcow2_l2_slot_get(img, l2_off, false, out);
     }
-    int r = qcow2_alloc_clusters(img, 1, &l2_off);
+    r = qcow2_alloc_clusters(img, 1, &l2_off);
     if (r < 0)
         return r;
     r = qcow2_l2_slot_get(img, l2_off, true, out);
@@ -140,7 +205,11 @@ release_entry(struct dimg_image *img, uint64_t entry)
     return 0;
 }
 
-/* Does the active L1 own a host cluster for this entry that may be written in place? */
+/*
+ * Does the active L1 own a host cluster for this entry that may be written in
+ * place?  Only with OFLAG_COPIED (refcount exactly one): a cluster shared with
+ * a snapshot is copied on write instead.
+ */
 static bool
 entry_owned(const struct qcow2_state *s, uint64_t entry)
 {
@@ -148,7 +217,7 @@ entry_owned(const struct qcow2_state *s, uint64_t entry)
         return false;
     if (has_data_file(s))
         return (entry & QCOW2_OFLAG_COPIED) != 0;
-    return (entry & QCOW2_OFFSET_MASK) != 0;
+    return (entry & QCOW2_OFFSET_MASK) != 0 && (entry & QCOW2_OFLAG_COPIED) != 0;
 }
 
 /* Read the guest view of one whole cluster (lock held; the lock is recursive). */
