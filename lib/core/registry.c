@@ -8,6 +8,7 @@
 
 static const struct dimg_driver *const drivers[] = {
     &dimg_drv_qcow2,
+    &dimg_drv_vmdk,
     &dimg_drv_vpc,
     &dimg_drv_vdi,
     &dimg_drv_raw,
