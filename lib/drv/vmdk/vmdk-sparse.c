@@ -230,7 +230,7 @@ vmdk_sparse_read(struct dimg_image *img, struct vmdk_extent *e, uint8_t *buf, si
     while (len > 0) {
         uint32_t in = (uint32_t)(off % e->grain_bytes);
         size_t n = (size_t)min_u64(len, e->grain_bytes - in);
-        uint32_t gte;
+        uint32_t gte = 0;
         r = gte_get(e, off, &gte);
         if (r < 0)
             goto out;
@@ -282,7 +282,7 @@ vmdk_sparse_status(struct vmdk_extent *e, uint64_t off, uint64_t len, struct dim
     /* Extend over following grains of the same kind (data only when contiguous). */
     uint64_t run = e->grain_bytes - in;
     while (run < len) {
-        uint32_t g;
+        uint32_t g = 0;
         r = gte_get(e, off + run, &g);
         if (r < 0)
             return r;
@@ -366,7 +366,7 @@ vmdk_sparse_write(struct dimg_image *img, struct vmdk_extent *e, const uint8_t *
     while (len > 0) {
         uint32_t in = (uint32_t)(off % e->grain_bytes);
         size_t n = (size_t)min_u64(len, e->grain_bytes - in);
-        uint32_t gte;
+        uint32_t gte = 0;
         r = gte_get(e, off, &gte);
         if (r < 0)
             goto out;
