@@ -390,6 +390,7 @@ const struct dimg_driver dimg_drv_qcow2 = {
     .flush = qcow2_flush,
     .block_status = qcow2_block_status,
     .info = qcow2_info,
+    .truncate = qcow2_truncate,
     .snapshot_list = qcow2_snapshot_list,
     .measure = qcow2_measure,
     .check = qcow2_check,

@@ -182,6 +182,10 @@ int qcow2_apply_frees(struct dimg_image *img);
 int qcow2_barrier(struct dimg_image *img);
 int qcow2_write_prepare(struct dimg_image *img);
 int qcow2_clear_incompat(struct dimg_image *img, uint64_t bits);
+
+/* qcow2-resize.c */
+int qcow2_truncate(struct dimg_image *img, uint64_t size, enum dimg_prealloc prealloc,
+                   unsigned flags);
 int qcow2_pwrite(struct dimg_image *img, const void *buf, size_t len, uint64_t off);
 int qcow2_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uint64_t off);
 int qcow2_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags);
