@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cmd.h"
@@ -281,7 +282,22 @@ cmd_info(int argc, char **argv)
     int n = 0, ret = 0;
     if (chain && output == OUTPUT_JSON)
         printf("[\n");
+    struct stat seen[64];
+    int nseen = 0;
     while (name) {
+        /* qemu-img's check for chains that come back to one of their files. */
+        struct stat st;
+        if (chain && !io && stat(name, &st) == 0) {
+            bool loop = nseen >= 64;
+            for (int i = 0; i < nseen && !loop; i++)
+                loop = seen[i].st_dev == st.st_dev && seen[i].st_ino == st.st_ino;
+            if (loop) {
+                cli_error("Backing file '%s' creates an infinite loop.", name);
+                ret = 1;
+                break;
+            }
+            seen[nseen++] = st;
+        }
         dimg_image *img = cli_open(name, nfmt, flags, io);
         if (!img) {
             ret = 1;

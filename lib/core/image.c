@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/internal.h"
 #include "drv/drv.h"
@@ -54,23 +55,46 @@ image_free(struct dimg_image *img)
     free(img);
 }
 
+/* The files of the chain being opened on this thread, by depth, to catch loops. */
+static _Thread_local struct {
+    dev_t dev;
+    ino_t ino;
+} chain_files[DIMG_MAX_CHAIN_DEPTH];
+
 static int
 open_backing(struct dimg_image *img, int depth)
 {
     if (!img->backing_filename || !img->backing_filename[0] || (img->flags & DIMG_OPEN_NO_BACKING))
         return 0;
-    if (depth + 1 >= DIMG_MAX_CHAIN_DEPTH)
-        return dimg_error(ELOOP, "Backing chain of '%s' is too deep (loop?)", img->filename);
     free(img->full_backing_filename);
     img->full_backing_filename = backing_resolve(img->filename, img->backing_filename);
     if (!img->full_backing_filename)
         return dimg_error(ENOMEM, "out of memory");
+    /* A chain that comes back to one of its own files would never end (qemu-img hangs). */
+    struct stat st;
+    if (depth < DIMG_MAX_CHAIN_DEPTH && stat(img->filename, &st) == 0) {
+        chain_files[depth].dev = st.st_dev;
+        chain_files[depth].ino = st.st_ino;
+    }
+    if (stat(img->full_backing_filename, &st) == 0) {
+        for (int i = 0; i <= depth && i < DIMG_MAX_CHAIN_DEPTH; i++)
+            if (chain_files[i].dev == st.st_dev && chain_files[i].ino == st.st_ino)
+                return dimg_error(ELOOP, "Backing file '%s' creates an infinite loop.",
+                                  img->backing_filename);
+    }
+    if (depth + 1 >= DIMG_MAX_CHAIN_DEPTH)
+        return dimg_error(ELOOP, "Backing chain of '%s' is longer than %d images",
+                          img->filename, DIMG_MAX_CHAIN_DEPTH);
     unsigned bflags = (img->flags & (DIMG_OPEN_NO_LOCK | DIMG_OPEN_FORCE_SHARE)) |
                       (img->flags & DIMG_OPEN_CACHE(0xf));
     struct dimg_image *b = image_open(img->full_backing_filename, img->backing_format, bflags,
                                       depth + 1);
-    if (!b)
+    if (!b) {
+        /* One prefix for the whole chain, not one per level. */
+        if (dimg_get_errno() == ELOOP || depth > 0)
+            return -dimg_get_errno();
         return dimg_error_prefix("Could not open backing file: ");
+    }
     img->backing = b;
     return 0;
 }
