@@ -275,13 +275,17 @@ cmd_info(int argc, char **argv)
     const char *filename = argv[optind];
 
     /* Walk the chain one image at a time, as qemu-img does, so each file is
-     * opened (and locked) with the info lock set only. */
+     * opened (and locked) with the info lock set only.  Like qemu-img, nothing
+     * is printed unless the whole chain could be read. */
+    struct entry {
+        struct dimg_info in;
+        struct dimg_snapshot *sn;
+        size_t nsn;
+    } *list = NULL;
     char *name = strdup(filename);
     char *nfmt = fmt ? strdup(fmt) : NULL;
     bool io = image_opts;
     int n = 0, ret = 0;
-    if (chain && output == OUTPUT_JSON)
-        printf("[\n");
     struct stat seen[64];
     int nseen = 0;
     while (name) {
@@ -303,40 +307,47 @@ cmd_info(int argc, char **argv)
             ret = 1;
             break;
         }
-        struct dimg_info in;
-        if (dimg_get_info(img, &in) < 0) {
+        struct entry *nl = realloc(list, (size_t)(n + 1) * sizeof *list);
+        if (!nl) {
+            dimg_close(img);
+            ret = 1;
+            break;
+        }
+        list = nl;
+        struct entry *e = &list[n];
+        memset(e, 0, sizeof *e);
+        if (dimg_get_info(img, &e->in) < 0) {
             cli_error_lib("%s: ", name);
             dimg_close(img);
             ret = 1;
             break;
         }
-        struct dimg_snapshot *sn = NULL;
-        size_t nsn = 0;
-        dimg_snapshot_list(img, &sn, &nsn);
-        if (output == OUTPUT_JSON) {
-            if (n > 0)
-                printf(",\n");
-            print_json(&in, sn, nsn, chain ? 1 : 0);
-            if (!chain)
-                printf("\n");
-        } else {
-            if (n > 0)
-                printf("\n");
-            print_human(&in, sn, nsn);
-        }
-        dimg_snapshot_list_free(sn, nsn);
+        dimg_snapshot_list(img, &e->sn, &e->nsn);
+        n++;
         free(name);
         free(nfmt);
-        name = chain && in.full_backing_filename ? strdup(in.full_backing_filename) : NULL;
-        nfmt = in.backing_format ? strdup(in.backing_format) : NULL;
+        name = chain && e->in.full_backing_filename ? strdup(e->in.full_backing_filename) : NULL;
+        nfmt = e->in.backing_format ? strdup(e->in.backing_format) : NULL;
         io = false;
-        dimg_info_free(&in);
         dimg_close(img);
-        n++;
     }
     free(name);
     free(nfmt);
-    if (chain && output == OUTPUT_JSON && ret == 0)
-        printf("\n]\n");
+    for (int i = 0; i < n && ret == 0; i++) {
+        if (output == OUTPUT_JSON) {
+            printf(i == 0 ? (chain ? "[\n" : "") : ",\n");
+            print_json(&list[i].in, list[i].sn, list[i].nsn, chain ? 1 : 0);
+            printf(chain ? (i + 1 == n ? "\n]\n" : "") : "\n");
+        } else {
+            if (i > 0)
+                printf("\n");
+            print_human(&list[i].in, list[i].sn, list[i].nsn);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        dimg_info_free(&list[i].in);
+        dimg_snapshot_list_free(list[i].sn, list[i].nsn);
+    }
+    free(list);
     return ret;
 }
