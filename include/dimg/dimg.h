@@ -93,6 +93,9 @@ int dimg_pwrite(dimg_image *img, const void *buf, size_t len, uint64_t offset);
  * when the format has no compressed clusters.
  */
 int dimg_write_compressed(dimg_image *img, const void *buf, size_t len, uint64_t offset);
+/* true when the image stores everything compressed (vmdk streamOptimized): copy
+ * into it cluster by cluster with dimg_write_compressed. */
+int dimg_is_compressed_only(const dimg_image *img);
 
 #define DIMG_ZERO_MAY_UNMAP 0x1u /* the range may be deallocated */
 #define DIMG_ZERO_NO_FALLBACK 0x2u /* fail with -ENOTSUP rather than write zeros */

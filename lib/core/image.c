@@ -317,6 +317,12 @@ dimg_copy_range(dimg_image *src, uint64_t soff, dimg_image *dst, uint64_t doff, 
 }
 
 DIMG_EXPORT int
+dimg_is_compressed_only(const dimg_image *img)
+{
+    return img->compressed_only;
+}
+
+DIMG_EXPORT int
 dimg_write_compressed(dimg_image *img, const void *buf, size_t len, uint64_t off)
 {
     int r = check_request(img, off, len, true);

@@ -36,6 +36,7 @@ struct dimg_image {
     bool writable;
     uint64_t size;               /* virtual size, set by the driver's open */
     uint32_t cluster_size;       /* set by the driver when it has one */
+    bool compressed_only;        /* the driver stores every cluster compressed (vmdk streamOptimized) */
     struct dimg_image *backing;  /* opened by the core after the driver's open */
     char *backing_filename;      /* as stored; set by the driver */
     char *backing_format;        /* as stored; set by the driver */

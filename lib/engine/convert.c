@@ -483,7 +483,8 @@ engine_convert(const struct convert_params *p)
     if (dimg_get_size(p->dst) < total)
         return dimg_error(EINVAL, "output file is smaller than input file");
 
-    if (p->compress)
+    /* -c, or a target that only holds compressed clusters: compress on every core. */
+    if (p->compress || dimg_is_compressed_only(p->dst))
         return convert_compressed(p);
 
     struct convert_state s = { .p = p };

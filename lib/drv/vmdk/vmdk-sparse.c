@@ -5,6 +5,8 @@
  * except where noted.
  */
 #include <errno.h>
+#include <libdeflate.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,17 +336,56 @@ grain_content(struct dimg_image *img, struct vmdk_extent *e, uint32_t gte, uint6
     return image_read_backing(img, out, (size_t)have, e->start + goff);
 }
 
+/*
+ * Grains are zlib streams (RFC 1950).  libdeflate level 6 gives about zlib's
+ * size at well over its speed; compressors are kept per thread because
+ * allocating one per grain costs more than compressing it.
+ */
+#define VMDK_DEFLATE_LEVEL 6
+
+static pthread_key_t deflater_key;
+static pthread_once_t deflater_once = PTHREAD_ONCE_INIT;
+
+static void
+deflater_free(void *p)
+{
+    libdeflate_free_compressor(p);
+}
+
+static void
+deflater_key_init(void)
+{
+    pthread_key_create(&deflater_key, deflater_free);
+}
+
+static struct libdeflate_compressor *
+thread_deflater(void)
+{
+    pthread_once(&deflater_once, deflater_key_init);
+    struct libdeflate_compressor *c = pthread_getspecific(deflater_key);
+    if (!c && (c = libdeflate_alloc_compressor(VMDK_DEFLATE_LEVEL)) &&
+        pthread_setspecific(deflater_key, c) != 0) {
+        libdeflate_free_compressor(c);
+        c = NULL;
+    }
+    return c;
+}
+
 /* Compress a grain into a marker-prefixed record padded to a sector. */
 static int
 compress_grain(const struct vmdk_extent *e, const uint8_t *data, uint64_t goff, uint8_t **rec,
                size_t *rec_len)
 {
-    uLongf clen = compressBound(e->grain_bytes);
+    struct libdeflate_compressor *c = thread_deflater();
+    if (!c)
+        return dimg_error(ENOMEM, "out of memory");
+    size_t bound = libdeflate_zlib_compress_bound(c, e->grain_bytes);
     size_t hdr = (e->flags & VMDK4_FLAG_MARKER) ? 12 : 0;
-    uint8_t *b = calloc(1, round_up_u64(hdr + clen, VMDK_SECTOR));
+    uint8_t *b = calloc(1, round_up_u64(hdr + bound, VMDK_SECTOR));
     if (!b)
         return dimg_error(ENOMEM, "out of memory");
-    if (compress2(b + hdr, &clen, data, e->grain_bytes, Z_DEFAULT_COMPRESSION) != Z_OK) {
+    size_t clen = libdeflate_zlib_compress(c, data, e->grain_bytes, b + hdr, bound);
+    if (clen == 0) {
         free(b);
         return dimg_error(EIO, "Could not compress grain");
     }

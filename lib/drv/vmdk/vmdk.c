@@ -231,6 +231,11 @@ vmdk_open(struct dimg_image *img)
             break;
         }
     }
+    /* streamOptimized: every grain is compressed, so writers should hand over whole grains. */
+    img->compressed_only = s->n_extents > 0;
+    for (size_t i = 0; i < s->n_extents; i++)
+        if (s->ext[i].type != VMDK_EXT_SPARSE || !(s->ext[i].flags & VMDK4_FLAG_COMPRESS))
+            img->compressed_only = false;
     return 0;
 fail:
     vmdk_close(img);
