@@ -10,35 +10,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "fuzz-image.h"
 #include "drv/drv.h"
 #include "io/io.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_READ (8u << 20)
 #define MAX_COPY (4u << 20) /* larger inputs skip the write pass */
-
-static void
-walk(struct dimg_image *img)
-{
-    uint8_t *buf = malloc(65536);
-    uint64_t off = 0, read_total = 0, size_v = dimg_get_size(img);
-    int steps = 0;
-    while (buf && off < size_v && steps++ < 4096 && read_total < MAX_READ) {
-        struct dimg_extent e;
-        if (dimg_block_status(img, off, size_v - off, &e) < 0)
-            break;
-        if (e.flags & DIMG_EXTENT_DATA) {
-            uint64_t n = e.length < 65536 ? e.length : 65536;
-            if (dimg_pread(img, buf, (size_t)n, off) < 0)
-                break;
-            read_total += n;
-        }
-        off += e.length;
-    }
-    free(buf);
-}
 
 static void
 try_writes(const uint8_t *data, size_t size)
@@ -46,11 +24,7 @@ try_writes(const uint8_t *data, size_t size)
     if (size > MAX_COPY)
         return;
     /* io_mem_open copies the input: writes never touch the fuzzer's buffer. */
-    struct dimg_io *io = io_mem_open("fuzz.vdi", (void *)data, size, true);
-    struct dimg_image *img = io ? image_open_io(io, "fuzz.vdi", "vdi",
-                                                DIMG_OPEN_RDWR | DIMG_OPEN_NO_BACKING |
-                                                    DIMG_OPEN_NO_LOCK, 0)
-                                : NULL;
+    struct dimg_image *img = fuzz_open(data, size, "vdi", true);
     if (!img)
         return;
     uint64_t vsize = dimg_get_size(img);
@@ -86,17 +60,10 @@ run_check(struct dimg_image *img)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct dimg_io *io = io_mem_open("fuzz.vdi", (void *)data, size, false);
-    if (!io)
-        return 0;
-    struct dimg_image *img = image_open_io(io, "fuzz.vdi", "vdi",
-                                           DIMG_OPEN_NO_BACKING | DIMG_OPEN_NO_LOCK, 0);
+    struct dimg_image *img = fuzz_open(data, size, "vdi", false);
     if (!img)
         return 0;
-    struct dimg_info info;
-    if (dimg_get_info(img, &info) == 0)
-        dimg_info_free(&info);
-    walk(img);
+    fuzz_walk(img);
     run_check(img);
     dimg_close(img);
     try_writes(data, size);
