@@ -16,7 +16,6 @@
 #include "engine/engine.h"
 
 #define CHUNK_BYTES (2u << 20)
-#define MAX_WORKERS 16
 
 struct cstate {
     const struct convert_params *p;
@@ -185,25 +184,8 @@ convert_compressed(const struct convert_params *p)
     unsigned n = cpus > 0 ? (unsigned)cpus : 1;
     if (p->workers > 1 && n < 2)
         n = 2;
-    if (n > MAX_WORKERS)
-        n = MAX_WORKERS;
-    pthread_t tids[MAX_WORKERS];
-    unsigned started = 0;
-    for (unsigned i = 1; i < n; i++)
-        if (pthread_create(&tids[started], NULL, worker, &s) == 0)
-            started++;
-    worker(&s);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(tids[i], NULL);
-    int r = s.error;
-    if (r == 0) {
-        r = dimg_flush(p->dst);
-        if (r < 0)
-            dimg_error_prefix("error while flushing: ");
-    } else {
-        dimg_error(-r, "%s", s.errmsg ? s.errmsg : "error while converting");
-    }
-    free(s.errmsg);
+    convert_run_workers(worker, &s, n);
+    int r = convert_finish(p->dst, s.error, s.errmsg);
     pthread_mutex_destroy(&s.lock);
     return r;
 }

@@ -473,6 +473,39 @@ thread_count(const struct convert_params *p)
     return n;
 }
 
+void
+convert_run_workers(void *(*fn)(void *), void *arg, unsigned n)
+{
+    pthread_t tids[CONVERT_MAX_WORKERS];
+    unsigned started = 0;
+    if (n > CONVERT_MAX_WORKERS)
+        n = CONVERT_MAX_WORKERS;
+    for (unsigned i = 1; i < n; i++) {
+        if (pthread_create(&tids[started], NULL, fn, arg) != 0)
+            break; /* fewer workers is fine: the caller's thread works too */
+        started++;
+    }
+    fn(arg);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+}
+
+int
+convert_finish(dimg_image *dst, int error, char *errmsg)
+{
+    int r = error;
+    if (r == 0) {
+        r = dimg_flush(dst);
+        if (r < 0)
+            dimg_error_prefix("error while flushing: ");
+    } else {
+        /* Re-record the worker's message on this thread. */
+        dimg_error(-r, "%s", errmsg ? errmsg : "error while converting");
+    }
+    free(errmsg);
+    return r;
+}
+
 int
 engine_convert(const struct convert_params *p)
 {
@@ -498,28 +531,8 @@ engine_convert(const struct convert_params *p)
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.turn_cv, NULL);
 
-    unsigned n = thread_count(p);
-    pthread_t tids[MAX_THREADS];
-    unsigned started = 0;
-    for (unsigned i = 1; i < n; i++) {
-        if (pthread_create(&tids[started], NULL, worker, &s) != 0)
-            break;
-        started++;
-    }
-    worker(&s);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(tids[i], NULL);
-
-    int r = s.error;
-    if (r == 0) {
-        r = dimg_flush(p->dst);
-        if (r < 0)
-            dimg_error_prefix("error while flushing: ");
-    } else {
-        /* Re-record the worker's message on this thread. */
-        dimg_error(-r, "%s", s.errmsg ? s.errmsg : "error while converting");
-    }
-    free(s.errmsg);
+    convert_run_workers(worker, &s, thread_count(p));
+    int r = convert_finish(p->dst, s.error, s.errmsg);
     pthread_cond_destroy(&s.turn_cv);
     pthread_mutex_destroy(&s.lock);
     return r;

@@ -65,6 +65,12 @@ int engine_convert(const struct convert_params *p);
  */
 bool convert_is_zero(const void *buf, size_t len);
 
+/* Run fn(arg) on n threads, the caller's included, and wait for all of them. */
+void convert_run_workers(void *(*fn)(void *), void *arg, unsigned n);
+/* After the workers: flush the target on success, else re-record the first
+ * worker's message (errmsg, freed here) on the calling thread. */
+int convert_finish(dimg_image *dst, int error, char *errmsg);
+
 /* convert-compress.c: the -c path, cluster-aligned and compressing on every worker. */
 int convert_compressed(const struct convert_params *p);
 size_t convert_sector_run(const uint8_t *buf, size_t len, bool want_zero);
