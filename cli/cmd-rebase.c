@@ -4,9 +4,9 @@
  * Safe mode (no -u) first copies into the image every range it leaves to its
  * backing chain whose content differs between the old and the new backing
  * file, so the guest-visible content does not change; then the backing file
- * name is rewritten.  Rewriting the name is a format operation
- * (change_backing_file below): formats without backing files (raw) fail there
- * with qemu-img's "Could not change the backing file to ..." errors.
+ * name is rewritten (dimg_change_backing_file): formats without backing
+ * files (raw) fail there with qemu-img's "Could not change the backing file
+ * to ..." errors.
  *
  * Exit codes: 0 success, 1 any error.
  */
@@ -25,18 +25,16 @@
 
 /*
  * Point img at a new backing file (NULL: none).  The argument checks are
- * qemu's bdrv_change_backing_file(); the format's own operation plugs in
- * after them.  No format dimg writes has a backing file yet.
+ * qemu's bdrv_change_backing_file(); the format's own operation follows.
  */
 static int
 change_backing_file(dimg_image *img, const char *backing, const char *backing_fmt, bool require)
 {
-    (void)img;
     if (backing_fmt && !backing)
         return -EINVAL;
     if (require && backing && !backing_fmt)
         return -EINVAL;
-    return -ENOTSUP;
+    return dimg_change_backing_file(img, backing, backing_fmt);
 }
 
 /* Read len bytes at off from a backing image, zeros where it has none. */

@@ -81,6 +81,14 @@ dimg_image *dimg_get_backing(const dimg_image *img);
 /* Preferred I/O granularity (cluster size, or 0 when the format has none). */
 uint32_t dimg_get_cluster_size(const dimg_image *img);
 
+/*
+ * Point img (open read-write) at another backing file without copying any
+ * data (rebase -u); backing NULL or "" makes it standalone.  backing_fmt may
+ * be NULL (the format is then probed on open).  -ENOSPC when the name does
+ * not fit in the image's header, -ENOTSUP for formats without backing files.
+ */
+int dimg_change_backing_file(dimg_image *img, const char *backing, const char *backing_fmt);
+
 /* ---- I/O ------------------------------------------------------------- */
 
 int dimg_pread(dimg_image *img, void *buf, size_t len, uint64_t offset);

@@ -1,8 +1,10 @@
-/* Backing file name resolution. */
+/* Backing file names: resolution, and rewriting an image's reference. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/internal.h"
+#include "drv/drv.h"
 
 /*
  * A relative backing name is relative to the directory of the image that
@@ -24,4 +26,16 @@ backing_resolve(const char *image_filename, const char *backing)
     memcpy(out, image_filename, dirlen);
     strcpy(out + dirlen, backing);
     return out;
+}
+
+int
+dimg_change_backing_file(dimg_image *img, const char *backing, const char *backing_fmt)
+{
+    if (backing_fmt && !backing)
+        return dimg_error(EINVAL, "%s: a backing format needs a backing file", img->filename);
+    if (!img->writable)
+        return dimg_error(EROFS, "%s: image is read-only", img->filename);
+    if (!img->drv->change_backing)
+        return dimg_error(ENOTSUP, "%s: Operation not supported", img->filename);
+    return img->drv->change_backing(img, backing, backing_fmt);
 }

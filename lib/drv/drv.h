@@ -70,6 +70,8 @@ struct dimg_driver {
      * findings are in *out) or a negative errno when it could not.  NULL: the
      * format has no checks ("This image format does not support checks", exit 63). */
     int (*check)(struct dimg_image *img, unsigned fix, struct dimg_check *out);
+    /* Rewrite the backing file reference (backing NULL: none; backing_fmt may be NULL). */
+    int (*change_backing)(struct dimg_image *img, const char *backing, const char *backing_fmt);
 };
 
 #define DIMG_CHECK_FIX_LEAKS  0x1u  /* -r leaks */

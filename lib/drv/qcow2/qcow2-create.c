@@ -180,37 +180,6 @@ qcow2_describe_create(const struct dimg_create_args *args)
     return sb.s;
 }
 
-static size_t
-put_ext(uint8_t *h, size_t off, uint32_t type, const void *data, size_t len)
-{
-    store_be32(h + off, type);
-    store_be32(h + off + 4, (uint32_t)len);
-    memcpy(h + off + 8, data, len);
-    return off + 8 + (size_t)round_up_u64(len, 8);
-}
-
-/* The feature name table qemu writes: what each known feature bit means. */
-static size_t
-put_feature_table(uint8_t *h, size_t off)
-{
-    static const struct {
-        uint8_t type, bit;
-        const char *name;
-    } names[] = {
-        { 0, 0, "dirty bit" },          { 0, 1, "corrupt bit" },
-        { 0, 2, "external data file" }, { 0, 3, "compression type" },
-        { 0, 4, "extended L2 entries" }, { 1, 0, "lazy refcounts" },
-        { 2, 0, "bitmaps" },            { 2, 1, "raw external data" },
-    };
-    uint8_t table[8 * 48] = { 0 };
-    for (size_t i = 0; i < 8; i++) {
-        table[i * 48] = names[i].type;
-        table[i * 48 + 1] = names[i].bit;
-        memcpy(table + i * 48 + 2, names[i].name, strlen(names[i].name));
-    }
-    return put_ext(h, off, QCOW2_EXT_FEATURES, table, sizeof table);
-}
-
 static int
 create_data_file(const char *image, const char *name, uint64_t size)
 {
@@ -311,18 +280,17 @@ qcow2_create(struct dimg_io *file, const struct dimg_create_args *args)
     size_t name_len = p.backing ? strlen(p.backing) : 0;
     size_t need = off + 8 + (p.backing_fmt ? 8 + round_up_u64(strlen(p.backing_fmt), 8) : 0) +
                   (p.data_file ? 8 + round_up_u64(strlen(p.data_file), 8) : 0) +
-                  (p.version >= 3 && p.cluster_bits >= 13 ? 8 + 384 : 0) + name_len;
+                  (qcow2_writes_feature_table(p.version, p.cluster_bits) ? 8 + 384 : 0) + name_len;
     if (need > cs) {
         free(buf);
         return dimg_error(EINVAL, "Header extensions and backing file name do not fit in one cluster");
     }
     if (p.backing_fmt)
-        off = put_ext(buf, off, QCOW2_EXT_BACKING_FMT, p.backing_fmt, strlen(p.backing_fmt));
+        off = qcow2_put_ext(buf, off, QCOW2_EXT_BACKING_FMT, p.backing_fmt, strlen(p.backing_fmt));
     if (p.data_file)
-        off = put_ext(buf, off, QCOW2_EXT_DATA_FILE, p.data_file, strlen(p.data_file));
-    /* qemu-img writes the feature name table only into clusters of 8 KiB and more. */
-    if (p.version >= 3 && p.cluster_bits >= 13)
-        off = put_feature_table(buf, off);
+        off = qcow2_put_ext(buf, off, QCOW2_EXT_DATA_FILE, p.data_file, strlen(p.data_file));
+    if (qcow2_writes_feature_table(p.version, p.cluster_bits))
+        off = qcow2_put_feature_table(buf, off);
     off += 8; /* end-of-extensions marker: type 0, length 0 */
     if (p.backing) {
         store_be64(buf + 8, off);

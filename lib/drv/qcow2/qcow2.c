@@ -64,9 +64,23 @@ parse_extensions(struct dimg_image *img, struct qcow2_state *s, const uint8_t *h
             if (!s->data_file_name)
                 return dimg_error(ENOMEM, "out of memory");
             break;
-        default:
-            /* Feature names, bitmaps and crypto headers are not needed to read guest data. */
+        case QCOW2_EXT_CRYPTO:
+            if (len != 16)
+                return dimg_error(EINVAL, "Invalid encryption header extension length");
+            s->crypto_offset = load_be64(data);
+            s->crypto_length = load_be64(data + 8);
             break;
+        case QCOW2_EXT_FEATURES:
+            /* Regenerated on every header rewrite. */
+            break;
+        default: {
+            /* Bitmaps directory and unknown types: kept verbatim for header rewrites.
+             * The header is one cluster, so this is bounded. */
+            int r = qcow2_ext_set(s, type, data, len);
+            if (r < 0)
+                return r;
+            break;
+        }
         }
         off += round_up_u64(len, 8);
     }
@@ -237,6 +251,7 @@ qcow2_close(struct dimg_image *img)
         io_close(s->data_file);
     free(s->l1);
     free(s->data_file_name);
+    qcow2_exts_free(s);
     pthread_mutex_destroy(&s->lock);
 }
 
@@ -266,8 +281,13 @@ qcow2_open(struct dimg_image *img)
         goto fail;
     }
     r = io_pread(img->file, hdr, s->cluster_size, 0);
-    if (r == 0 && s->version >= 3)
-        r = parse_extensions(img, s, hdr, s->cluster_size);
+    if (r == 0) {
+        /* Extensions end where the backing file name starts (as qemu reads them). */
+        uint64_t name_off = load_be64(hdr + 8);
+        size_t ext_end = name_off > s->header_length && name_off < s->cluster_size
+                             ? (size_t)name_off : s->cluster_size;
+        r = parse_extensions(img, s, hdr, ext_end);
+    }
     if (r == 0)
         r = read_backing_name(img, hdr, s->cluster_size);
     free(hdr);
@@ -394,4 +414,5 @@ const struct dimg_driver dimg_drv_qcow2 = {
     .snapshot_list = qcow2_snapshot_list,
     .measure = qcow2_measure,
     .check = qcow2_check,
+    .change_backing = qcow2_change_backing,
 };

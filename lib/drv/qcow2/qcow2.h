@@ -75,6 +75,13 @@ struct qcow2_snapshot {
     int64_t icount;
 };
 
+/* A header extension kept verbatim across header rewrites (bitmaps, unknown types). */
+struct qcow2_ext {
+    uint32_t type;
+    uint32_t len;
+    uint8_t *data;
+};
+
 #define QCOW2_L2_CACHE_SLOTS 32
 
 struct qcow2_l2_slot {
@@ -118,6 +125,10 @@ struct qcow2_state {
     uint32_t nsnap;
 
     char *data_file_name;
+    uint64_t crypto_offset;     /* full disk encryption header extension; 0: none */
+    uint64_t crypto_length;
+    struct qcow2_ext *exts;     /* rewritten unchanged by qcow2_header_write() */
+    size_t n_exts;
     struct dimg_io *data_file;  /* where guest data lives (== img->file without a data file) */
     bool owns_data_file;
 
@@ -197,6 +208,18 @@ int qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode);
 int qcow2_check(struct dimg_image *img, unsigned fix, struct dimg_check *out);
 /* qcow2-rebuild.c: refs[i] = references found for host cluster i */
 int qcow2_rebuild_refcounts(struct dimg_image *img, const uint32_t *refs, uint64_t n_refs);
+
+/* qcow2-header.c */
+size_t qcow2_put_ext(uint8_t *h, size_t off, uint32_t type, const void *data, size_t len);
+size_t qcow2_put_feature_table(uint8_t *h, size_t off);
+bool qcow2_writes_feature_table(uint32_t version, uint32_t cluster_bits);
+const struct qcow2_ext *qcow2_ext_find(const struct qcow2_state *s, uint32_t type);
+/* Replace (data NULL: remove) the kept extension of this type. */
+int qcow2_ext_set(struct qcow2_state *s, uint32_t type, const void *data, uint32_t len);
+void qcow2_exts_free(struct qcow2_state *s);
+/* Rewrite the whole first cluster from the in-memory state (after flushing). */
+int qcow2_header_write(struct dimg_image *img);
+int qcow2_change_backing(struct dimg_image *img, const char *backing, const char *backing_fmt);
 
 /* qcow2-create.c */
 extern const struct dimg_optdesc qcow2_create_opts[];
