@@ -470,4 +470,5 @@ const struct dimg_driver dimg_drv_vmdk = {
     .flush = vmdk_flush,
     .block_status = vmdk_block_status,
     .info = vmdk_info,
+    .check = vmdk_check,
 };

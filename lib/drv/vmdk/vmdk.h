@@ -100,6 +100,9 @@ int vmdk_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, 
 int vmdk_sparse_header(struct vmdk_extent *e, const uint8_t *h, uint64_t *capacity,
                        uint64_t *desc_off, uint64_t *desc_size);
 
+/* vmdk-check.c */
+int vmdk_check(struct dimg_image *img, unsigned fix, struct dimg_check *out);
+
 /* vmdk-create.c */
 extern const struct dimg_optdesc vmdk_create_opts[];
 int vmdk_check_create(const struct dimg_create_args *args);
