@@ -1,8 +1,8 @@
 /*
  * check: consistency check (and repair with -r) of an image, qemu-img's syntax.
  *
- * The work is the driver's `check` hook (lib/drv/drv.h); this file parses the
- * command line, opens the image and reports the result the way qemu-img does.
+ * The work is the library's dimg_check(); this file parses the command line,
+ * opens the image and reports the result the way qemu-img does.
  * A format without the hook gets "This image format does not support checks".
  *
  * Exit codes (qemu-img's): 0 no problems, 1 usage/open error or the check
@@ -16,17 +16,6 @@
 #include <string.h>
 
 #include "cmd.h"
-#include "drv/drv.h"
-
-/* Run the driver's check; -ENOTSUP when the format has none. */
-static int
-image_check(dimg_image *img, unsigned fix, struct dimg_check *out)
-{
-    memset(out, 0, sizeof *out);
-    if (!img->drv->check)
-        return -ENOTSUP;
-    return img->drv->check(img, fix, out);
-}
 
 static void
 print_human(const struct dimg_check *c)
@@ -190,7 +179,7 @@ cmd_check(int argc, char **argv)
         return 1;
 
     struct dimg_check res;
-    int ret = image_check(img, fix, &res);
+    int ret = dimg_check(img, fix, &res);
     if (ret == -ENOTSUP) {
         cli_error("This image format does not support checks");
         dimg_close(img);
@@ -204,7 +193,7 @@ cmd_check(int argc, char **argv)
                    "    %" PRId64 " corruptions\n\n"
                    "Double checking the fixed image now...\n",
                    leaks_fixed, corruptions_fixed);
-        ret = image_check(img, 0, &res);
+        ret = dimg_check(img, 0, &res);
         res.leaks_fixed = leaks_fixed;
         res.corruptions_fixed = corruptions_fixed;
     }

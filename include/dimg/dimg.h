@@ -212,6 +212,28 @@ struct dimg_snapshot {
 int dimg_snapshot_list(dimg_image *img, struct dimg_snapshot **out, size_t *count);
 void dimg_snapshot_list_free(struct dimg_snapshot *list, size_t count);
 
+/* ---- consistency check ------------------------------------------------ */
+
+#define DIMG_CHECK_FIX_LEAKS  0x1u  /* check -r leaks */
+#define DIMG_CHECK_FIX_ERRORS 0x2u  /* check -r all (with FIX_LEAKS) */
+
+/* What a check found, as qemu-img check reports it (0 in a count: none/unknown). */
+struct dimg_check {
+    int64_t corruptions, leaks, check_errors;
+    int64_t corruptions_fixed, leaks_fixed;
+    int64_t image_end_offset;
+    int64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
+};
+
+/*
+ * qemu-img check: fill *out and return 0 when the check ran (its findings are
+ * in *out), a negative errno when it could not.  fix is DIMG_CHECK_FIX_* (the
+ * image must then be open read-write with DIMG_OPEN_REPAIR).  -ENOTSUP: the
+ * format has no checks (or, for fix, no repair).  Findings are also described
+ * one per line on stderr, as qemu-img prints them.
+ */
+int dimg_check(dimg_image *img, unsigned fix, struct dimg_check *out);
+
 /* ---- creating -------------------------------------------------------- */
 
 /*

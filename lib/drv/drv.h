@@ -31,8 +31,6 @@ struct dimg_measure {
     bool has_bitmaps;
 };
 
-struct dimg_check;
-
 struct dimg_driver {
     const char *name;            /* exactly qemu-img's -f value */
     unsigned flags;              /* DIMG_DRV_* */
@@ -72,17 +70,6 @@ struct dimg_driver {
     int (*check)(struct dimg_image *img, unsigned fix, struct dimg_check *out);
     /* Rewrite the backing file reference (backing NULL: none; backing_fmt may be NULL). */
     int (*change_backing)(struct dimg_image *img, const char *backing, const char *backing_fmt);
-};
-
-#define DIMG_CHECK_FIX_LEAKS  0x1u  /* -r leaks */
-#define DIMG_CHECK_FIX_ERRORS 0x2u  /* -r all (with FIX_LEAKS) */
-
-/* What a check found, as qemu-img check reports it (0 in a count: none/unknown). */
-struct dimg_check {
-    int64_t corruptions, leaks, check_errors;
-    int64_t corruptions_fixed, leaks_fixed;
-    int64_t image_end_offset;
-    int64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
 };
 
 /* registry.c */
