@@ -100,21 +100,52 @@ cli_parse_output(const char *s, enum cli_output *out)
 void
 json_print_string(FILE *f, const char *s)
 {
+    /* As qemu's JSON writer (observed): named escapes for the usual controls,
+     * \uXXXX (upper-case hex) for other controls, DEL and every non-ASCII
+     * character (UTF-16 surrogate pairs above U+FFFF), and one U+FFFD for
+     * each malformed UTF-8 sequence (overlong, surrogate, noncharacter,
+     * > U+10FFFF, truncated, stray continuation byte).  C0 80 is U+0000
+     * (modified UTF-8), as there. */
+    static const uint32_t min_cp[7] = { 0, 0, 0x80, 0x800, 0x10000, 0x200000, 0x4000000 };
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\b': fputs("\\b", f); break;
-        case '\f': fputs("\\f", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p++;
+        if (c < 0x80) {
+            switch (c) {
+            case '"': fputs("\\\"", f); break;
+            case '\\': fputs("\\\\", f); break;
+            case '\b': fputs("\\b", f); break;
+            case '\f': fputs("\\f", f); break;
+            case '\n': fputs("\\n", f); break;
+            case '\r': fputs("\\r", f); break;
+            case '\t': fputs("\\t", f); break;
+            default:
+                if (c < 0x20 || c == 0x7f)
+                    fprintf(f, "\\u%04X", c);
+                else
+                    fputc((int)c, f);
+            }
+            continue;
+        }
+        int len = c >= 0xfe ? 1 : c >= 0xfc ? 6 : c >= 0xf8 ? 5 : c >= 0xf0 ? 4
+                : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        uint32_t cp = len == 1 ? 0 : c & (0x7fu >> len);
+        int got = 1;
+        while (got < len && (*p & 0xc0) == 0x80) {
+            cp = cp << 6 | (*p++ & 0x3fu);
+            got++;
+        }
+        bool nul = len == 2 && got == 2 && cp == 0;
+        if (!nul && (len == 1 || got < len || cp < min_cp[len] || cp > 0x10ffff ||
+                     (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0xfdd0 && cp <= 0xfdef) ||
+                     (cp & 0xfffe) == 0xfffe)) {
+            fputs("\\uFFFD", f);
+        } else if (cp >= 0x10000) {
+            cp -= 0x10000;
+            fprintf(f, "\\u%04X\\u%04X", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+        } else {
+            fprintf(f, "\\u%04X", cp);
         }
     }
     fputc('"', f);
