@@ -106,7 +106,7 @@ print_human(const struct dimg_map_entry *e, const struct dimg_map_entry *next, v
     if (e->data && !e->zero)
         printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start, e->length,
                e->has_offset ? e->offset : 0,
-               e->has_offset && e->file ? dimg_get_data_filename(e->file) : "");
+               e->has_offset && e->filename ? e->filename : "");
     return 0;
 }
 

@@ -23,7 +23,8 @@ fuzz_open(const uint8_t *data, size_t size, const char *fmt, bool writable)
     struct dimg_io *io = io_mem_open(fmt, (void *)data, size, writable);
     if (!io)
         return NULL;
-    unsigned flags = DIMG_OPEN_NO_BACKING | DIMG_OPEN_NO_LOCK | (writable ? DIMG_OPEN_RDWR : 0);
+    unsigned flags = DIMG_OPEN_NO_BACKING | DIMG_OPEN_NO_LOCK | IMAGE_OPEN_SELF_CONTAINED |
+                     (writable ? DIMG_OPEN_RDWR : 0);
     return image_open_io(io, fmt, fmt, flags, 0);
 }
 

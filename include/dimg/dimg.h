@@ -147,6 +147,9 @@ struct dimg_extent {
     int depth;            /* 0 = this image, 1 = its backing file, ... */
     uint64_t host_offset; /* valid with DIMG_EXTENT_OFFSET */
     const dimg_image *file_owner; /* the image whose file host_offset refers to */
+    /* The host file host_offset refers to when it is not file_owner's data
+     * file (a VMDK extent file, say); NULL otherwise. */
+    const char *filename;
 };
 
 /*

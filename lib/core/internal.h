@@ -50,6 +50,11 @@ dimg_image_state(const struct dimg_image *img)
     return img->state;
 }
 
+/* Internal open flag, beside the public DIMG_OPEN_* ones: the image may open
+ * no other host file named inside it (VMDK extents, ...).  Fuzz targets set
+ * it so that hostile contents cannot make them open real files. */
+#define IMAGE_OPEN_SELF_CONTAINED 0x80000000u
+
 /* Open with an explicit driver (NULL: probe), used for the backing chain too. */
 struct dimg_image *image_open(const char *filename, const char *format, unsigned flags, int depth);
 struct dimg_image *image_open_io(struct dimg_io *io, const char *filename, const char *format,

@@ -236,13 +236,33 @@ vdi_pread(struct dimg_image *img, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* Write the map entry of one block and the allocation count (lock held). */
+/* A write inside one page of the file cannot be split by a SIGKILL. */
+#define VDI_ATOMIC_SPAN 4096u
+
+/*
+ * Write the map entry of one block and the allocation count (lock held).
+ * qemu-img check calls any difference between the two corruption, so when
+ * both lie in the file's first page (qemu's layout, blocks below ~900) they
+ * go out in one write.  Otherwise the entry goes first and a kill between
+ * the two writes leaves a count mismatch, as it would with qemu's writer.
+ */
 static int
 commit_allocation(struct dimg_image *img, struct vdi_state *s, uint64_t block)
 {
     uint8_t le[4];
+    uint64_t entry_at = s->offset_bmap + block * 4;
+    if (entry_at >= H_ALLOCATED + 4 && entry_at + 4 <= VDI_ATOMIC_SPAN) {
+        uint8_t span[VDI_ATOMIC_SPAN];
+        size_t n = (size_t)(entry_at + 4 - H_ALLOCATED);
+        int r = io_pread(img->file, span, n, H_ALLOCATED);
+        if (r < 0)
+            return r;
+        store_le32(span, s->allocated);
+        store_le32(span + n - 4, s->map[block]);
+        return io_pwrite(img->file, span, n, H_ALLOCATED);
+    }
     store_le32(le, s->map[block]);
-    int r = io_pwrite(img->file, le, 4, s->offset_bmap + block * 4);
+    int r = io_pwrite(img->file, le, 4, entry_at);
     if (r < 0)
         return r;
     store_le32(le, s->allocated);

@@ -26,17 +26,18 @@ entry_from_extent(const struct dimg_extent *x, struct dimg_map_entry *e)
         e->has_offset = true;
         e->offset = x->host_offset;
         e->file = x->file_owner;
+        e->filename = x->filename ? x->filename : dimg_get_data_filename(x->file_owner);
     }
 }
 
 static bool
-same_file(const dimg_image *a, const dimg_image *b)
+same_file(const char *a, const char *b)
 {
     if (a == b)
         return true;
     if (!a || !b)
         return false;
-    return strcmp(dimg_get_data_filename(a), dimg_get_data_filename(b)) == 0;
+    return strcmp(a, b) == 0;
 }
 
 static bool
@@ -48,7 +49,7 @@ mergeable(const struct dimg_map_entry *cur, const struct dimg_map_entry *next)
         cur->present != next->present || cur->has_offset != next->has_offset)
         return false;
     if (cur->has_offset &&
-        (!same_file(cur->file, next->file) || cur->offset + cur->length != next->offset))
+        (!same_file(cur->filename, next->filename) || cur->offset + cur->length != next->offset))
         return false;
     return true;
 }

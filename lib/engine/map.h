@@ -22,6 +22,7 @@ struct dimg_map_entry {
     bool has_offset;         /* offset and file are valid */
     uint64_t offset;         /* host offset inside file's data file */
     const dimg_image *file;  /* the image whose data file holds the run */
+    const char *filename;    /* the host file holding the run (with has_offset) */
 };
 
 /* Human output treats every run that is not "data and not zero" alike, so such

@@ -31,92 +31,153 @@ skip_space(const char *p)
     return p;
 }
 
-/* A word of letters; returns the end or NULL when empty or too long. */
-static const char *
-take_word(const char *p, char *out, size_t cap)
+/*
+ * Extent lines, as qemu reads them (observed): starting at a line start, the
+ * fields ACCESS SECTORS TYPE "FILENAME" OFFSET are taken with any white space
+ * between them, newlines included, so a blank line re-reads the extent line
+ * after it.  Words are cut at 10 characters and numbers are signed decimals.
+ * Only RW lines with at least a file name count; a FLAT extent needs a
+ * non-negative offset and every other type must have none, else the line is
+ * invalid; non-positive sizes and unknown types are skipped.
+ */
+#define EXT_WORD_MAX 10
+#define EXT_NAME_MAX 511
+
+struct ext_scan {
+    int fields;                      /* how many fields were read, 0..5 */
+    char access[EXT_WORD_MAX + 1];
+    int64_t sectors;
+    char type[EXT_WORD_MAX + 1];
+    const char *name;                /* not terminated */
+    size_t name_len;
+    int64_t offset;
+};
+
+static bool
+is_ws(char c)
 {
-    size_t n = 0;
-    while (isalnum((unsigned char)p[n]) || p[n] == '_') {
-        if (n + 1 >= cap)
-            return NULL;
-        out[n] = p[n];
-        n++;
-    }
-    out[n] = '\0';
-    return n ? p + n : NULL;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* A decimal number without sign; returns the end or NULL. */
 static const char *
-take_number(const char *p, uint64_t *out)
+skip_ws(const char *p)
 {
+    while (is_ws(*p))
+        p++;
+    return p;
+}
+
+static const char *
+scan_word(const char *p, char *out)
+{
+    size_t n = 0;
+    p = skip_ws(p);
+    while (*p && !is_ws(*p) && n < EXT_WORD_MAX)
+        out[n++] = *p++;
+    out[n] = '\0';
+    return n ? p : NULL;
+}
+
+/* A signed decimal; out of range values saturate as strtoll's do. */
+static const char *
+scan_int(const char *p, int64_t *out)
+{
+    p = skip_ws(p);
+    bool neg = *p == '-';
+    if (*p == '-' || *p == '+')
+        p++;
+    if (*p < '0' || *p > '9')
+        return NULL;
     uint64_t v = 0;
-    const char *start = p;
-    while (*p >= '0' && *p <= '9') {
+    bool over = false;
+    for (; *p >= '0' && *p <= '9'; p++) {
         unsigned d = (unsigned)(*p - '0');
         if (v > (UINT64_MAX - d) / 10)
-            return NULL;
-        v = v * 10 + d;
-        p++;
+            over = true;
+        else
+            v = v * 10 + d;
     }
-    *out = v;
-    return p == start ? NULL : p;
+    if (over || v > (uint64_t)INT64_MAX + neg)
+        *out = neg ? INT64_MIN : INT64_MAX;
+    else
+        *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return p;
+}
+
+static void
+scan_extent(const char *p, struct ext_scan *x)
+{
+    memset(x, 0, sizeof *x);
+    if (!(p = scan_word(p, x->access)))
+        return;
+    x->fields = 1;
+    if (!(p = scan_int(p, &x->sectors)))
+        return;
+    x->fields = 2;
+    if (!(p = scan_word(p, x->type)))
+        return;
+    x->fields = 3;
+    p = skip_ws(p);
+    if (*p++ != '"')
+        return;
+    size_t n = 0;
+    while (p[n] && p[n] != '\n' && p[n] != '\r' && p[n] != '"' && n < EXT_NAME_MAX)
+        n++;
+    if (n == 0)
+        return;
+    x->name = p;
+    x->name_len = n;
+    x->fields = 4;
+    p += n;
+    if (*p++ != '"')
+        return;
+    if (scan_int(p, &x->offset))
+        x->fields = 5;
 }
 
 static bool
-is_extent_line(const char *line)
+known_extent_type(const char *t)
 {
-    static const char *const access[] = { "RW ", "RDONLY ", "NOACCESS " };
-    for (size_t i = 0; i < 3; i++)
-        if (strncmp(line, access[i], strlen(access[i])) == 0)
+    static const char *const types[] = { "FLAT", "SPARSE", "VMFS", "VMFSSPARSE", "SESPARSE",
+                                         NULL };
+    for (size_t i = 0; types[i]; i++)
+        if (strcmp(t, types[i]) == 0)
             return true;
     return false;
 }
 
-/* ACCESS SECTORS TYPE "FILENAME" [OFFSET] */
+/* The extent line at p, if it is one: 1 when consumed (added or skipped), 0 when not. */
 static int
-parse_extent(const char *line, struct vmdk_desc *d)
+parse_extent(const char *p, struct vmdk_desc *d)
 {
-    struct vmdk_desc_extent x = { 0 };
-    const char *p = take_word(line, x.access, sizeof x.access);
-    if (p)
-        p = take_number(skip_space(p), &x.sectors);
-    if (p)
-        p = take_word(skip_space(p), x.type, sizeof x.type);
-    /* ZERO extents have no file; a name after them is tolerated. */
-    if (p && (strcmp(x.type, "ZERO") != 0 || *skip_space(p) == '"')) {
-        p = skip_space(p);
-        const char *q = *p == '"' ? strchr(p + 1, '"') : NULL;
-        if (!q || q == p + 1)
-            p = NULL;
-        else {
-            x.filename = strndup(p + 1, (size_t)(q - p - 1));
-            if (!x.filename)
-                return dimg_error(ENOMEM, "out of memory");
-            p = skip_space(q + 1);
-            if (*p && !(p = take_number(p, &x.offset)))
-                p = NULL;
-        }
+    struct ext_scan x;
+    scan_extent(p, &x);
+    if (x.fields < 4 || strcmp(x.access, "RW") != 0)
+        return 0;
+    bool flat = strcmp(x.type, "FLAT") == 0;
+    if ((flat && (x.fields != 5 || x.offset < 0)) || (!flat && x.fields != 4)) {
+        int len = (int)strcspn(p, "\n");
+        return dimg_error(EINVAL, "Invalid extent line: %.*s", len, p);
     }
-    if (p && *skip_space(p) != '\0')
-        p = NULL;
-    if (!p || (strcmp(x.type, "FLAT") && strcmp(x.type, "SPARSE") && strcmp(x.type, "ZERO") &&
-               strcmp(x.type, "VMFS") && strcmp(x.type, "VMFSSPARSE"))) {
-        free(x.filename);
-        return dimg_error(EINVAL, "Invalid extent line: %s", line);
-    }
-    if (d->n_extents >= VMDK_MAX_EXTENTS) {
-        free(x.filename);
+    if (x.sectors <= 0 || !known_extent_type(x.type))
+        return 1;
+    if (d->n_extents >= VMDK_MAX_EXTENTS)
         return dimg_error(EFBIG, "Too many extents in VMDK descriptor");
-    }
-    struct vmdk_desc_extent *n = realloc(d->ext, (d->n_extents + 1) * sizeof *n);
+    struct vmdk_desc_extent e = { 0 };
+    memcpy(e.access, x.access, sizeof x.access);
+    memcpy(e.type, x.type, sizeof x.type);
+    e.sectors = (uint64_t)x.sectors;
+    e.offset = flat ? (uint64_t)x.offset : 0;
+    e.filename = strndup(x.name, x.name_len);
+    struct vmdk_desc_extent *n = e.filename ? realloc(d->ext, (d->n_extents + 1) * sizeof *n)
+                                            : NULL;
     if (!n) {
-        free(x.filename);
+        free(e.filename);
         return dimg_error(ENOMEM, "out of memory");
     }
     d->ext = n;
-    d->ext[d->n_extents++] = x;
-    return 0;
+    d->ext[d->n_extents++] = e;
+    return 1;
 }
 
 /* The value of key=value, trimmed and unquoted (malloc'd). */
@@ -137,8 +198,6 @@ take_value(const char *v)
 static int
 parse_line(char *line, struct vmdk_desc *d)
 {
-    if (is_extent_line(line))
-        return parse_extent(line, d);
     char *eq = strchr(line, '=');
     if (!eq)
         return 0;
@@ -180,6 +239,12 @@ vmdk_desc_parse(const char *text, size_t len, struct vmdk_desc *out)
     while (pos < len && r == 0) {
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t end = nl ? (size_t)(nl - text) : len;
+        int ext = parse_extent(text + pos, out);
+        if (ext != 0) {
+            r = ext < 0 ? ext : 0;
+            pos = end + 1;
+            continue;
+        }
         size_t n = end - pos;
         if (n && text[pos + n - 1] == '\r')
             n--;

@@ -450,6 +450,45 @@ out:
     return r;
 }
 
+/*
+ * Make [off, off + len) of the extent read as zeros.  With the zeroed-grain
+ * flag a grain covered whole gets the zeroed-grain table entry, as qemu
+ * writes it (its old data, if any, is leaked like qemu leaks it).  Other
+ * parts get zero data unless they read as zeros already without help from a
+ * backing file.
+ */
+int
+vmdk_sparse_zero(struct dimg_image *img, struct vmdk_extent *e, uint64_t off, uint64_t len)
+{
+    bool zero_grains = e->flags & VMDK4_FLAG_ZERO_GRAIN;
+    uint8_t *zeros = NULL;
+    int r = 0;
+    while (len > 0 && r == 0) {
+        uint32_t in = (uint32_t)(off % e->grain_bytes);
+        uint64_t goff = off - in;
+        uint64_t grain_len = min_u64(e->grain_bytes, e->length - goff);
+        size_t n = (size_t)min_u64(len, grain_len - in);
+        uint32_t gte = 0;
+        r = gte_get(e, off, &gte);
+        if (r < 0)
+            break;
+        bool reads_zero = (gte == VMDK_GTE_ZEROED && zero_grains) || (gte == 0 && !img->backing);
+        if (zero_grains && n == grain_len) {
+            if (gte != VMDK_GTE_ZEROED)
+                r = gte_set(e, goff, VMDK_GTE_ZEROED);
+        } else if (!reads_zero) {
+            if (!zeros && !(zeros = calloc(1, e->grain_bytes)))
+                r = dimg_error(ENOMEM, "out of memory");
+            else
+                r = vmdk_sparse_write(img, e, zeros, n, off);
+        }
+        off += n;
+        len -= n;
+    }
+    free(zeros);
+    return r;
+}
+
 /* Compression runs outside the lock so convert -c scales with threads. */
 int
 vmdk_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uint64_t off)

@@ -78,15 +78,14 @@ open_desc_extent(struct dimg_image *img, const struct vmdk_desc_extent *d,
         return dimg_error(EFBIG, "Could not refresh total sector count: File too large");
     e->length = d->sectors * VMDK_SECTOR;
     e->type_name = d->type;
-    if (strcmp(d->type, "ZERO") == 0) {
-        e->type = VMDK_EXT_ZERO;
-        return 0;
-    }
-    if (strcmp(d->type, "VMFSSPARSE") == 0)
+    if (strcmp(d->type, "VMFSSPARSE") == 0 || strcmp(d->type, "SESPARSE") == 0)
         return dimg_error(ENOTSUP, "Unsupported extent type '%s'", d->type);
     e->path = backing_resolve(img->filename, d->filename);
     if (!e->path)
         return dimg_error(ENOMEM, "out of memory");
+    if (img->flags & IMAGE_OPEN_SELF_CONTAINED)
+        return dimg_error(EPERM, "Could not open '%s': extent files may not be opened here",
+                          e->path);
     int r = open_extent_file(img, e->path, &e->file);
     if (r < 0)
         return r;
@@ -251,56 +250,60 @@ find_extent(struct vmdk_state *s, uint64_t off)
     return NULL;
 }
 
+/* One extent's part of a request: rel bytes into extent e, n long, done bytes into it. */
+typedef int (*extent_op)(struct dimg_image *img, struct vmdk_extent *e, uint64_t rel,
+                         size_t n, size_t done, void *opaque);
+
+/* Split [off, off + len) at extent boundaries and apply op to each part in order. */
 static int
-vmdk_rw(struct dimg_image *img, uint8_t *rbuf, const uint8_t *wbuf, size_t len, uint64_t off)
+for_each_extent(struct dimg_image *img, uint64_t off, uint64_t len, extent_op op, void *opaque)
 {
     struct vmdk_state *s = dimg_image_state(img);
     int r = 0;
     pthread_mutex_lock(&s->lock);
-    while (len > 0 && r == 0) {
-        struct vmdk_extent *e = find_extent(s, off);
+    for (uint64_t done = 0; done < len && r == 0;) {
+        struct vmdk_extent *e = find_extent(s, off + done);
         if (!e) {
             r = dimg_error(EIO, "Access beyond the extents of '%s'", img->filename);
             break;
         }
-        uint64_t rel = off - e->start;
-        size_t n = (size_t)min_u64(len, e->length - rel);
-        switch (e->type) {
-        case VMDK_EXT_FLAT:
-            r = rbuf ? io_pread(e->file, rbuf, n, e->flat_offset + rel)
-                     : io_pwrite(e->file, wbuf, n, e->flat_offset + rel);
-            break;
-        case VMDK_EXT_ZERO:
-            if (rbuf)
-                memset(rbuf, 0, n);
-            else
-                r = dimg_error(ENOTSUP, "Cannot write to a ZERO extent of '%s'", img->filename);
-            break;
-        case VMDK_EXT_SPARSE:
-            r = rbuf ? vmdk_sparse_read(img, e, rbuf, n, rel) : vmdk_sparse_write(img, e, wbuf, n, rel);
-            break;
-        }
-        if (rbuf)
-            rbuf += n;
-        else
-            wbuf += n;
-        off += n;
-        len -= n;
+        uint64_t rel = off + done - e->start;
+        size_t n = (size_t)min_u64(len - done, e->length - rel);
+        r = op(img, e, rel, n, (size_t)done, opaque);
+        done += n;
     }
     pthread_mutex_unlock(&s->lock);
     return r;
 }
 
 static int
+read_part(struct dimg_image *img, struct vmdk_extent *e, uint64_t rel, size_t n, size_t done,
+          void *buf)
+{
+    uint8_t *p = (uint8_t *)buf + done;
+    return e->type == VMDK_EXT_FLAT ? io_pread(e->file, p, n, e->flat_offset + rel)
+                                    : vmdk_sparse_read(img, e, p, n, rel);
+}
+
+static int
+write_part(struct dimg_image *img, struct vmdk_extent *e, uint64_t rel, size_t n, size_t done,
+           void *buf)
+{
+    const uint8_t *p = (const uint8_t *)buf + done;
+    return e->type == VMDK_EXT_FLAT ? io_pwrite(e->file, p, n, e->flat_offset + rel)
+                                    : vmdk_sparse_write(img, e, p, n, rel);
+}
+
+static int
 vmdk_pread(struct dimg_image *img, void *buf, size_t len, uint64_t off)
 {
-    return vmdk_rw(img, buf, NULL, len, off);
+    return for_each_extent(img, off, len, read_part, buf);
 }
 
 static int
 vmdk_pwrite(struct dimg_image *img, const void *buf, size_t len, uint64_t off)
 {
-    return vmdk_rw(img, NULL, buf, len, off);
+    return for_each_extent(img, off, len, write_part, (void *)buf);
 }
 
 static int
@@ -328,15 +331,14 @@ vmdk_block_status(struct dimg_image *img, uint64_t off, uint64_t len, struct dim
         out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_DATA | DIMG_EXTENT_OFFSET |
                      ((st & IO_STATUS_ZERO) ? DIMG_EXTENT_ZERO : 0);
         out->host_offset = e->flat_offset + rel;
+        out->filename = e->path;
         out->length = pnum;
         break;
     }
-    case VMDK_EXT_ZERO:
-        out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_ZERO;
-        out->length = len;
-        break;
     case VMDK_EXT_SPARSE:
         r = vmdk_sparse_status(e, rel, len, out);
+        /* map names the extent file holding the grain, not the descriptor. */
+        out->filename = e->path;
         break;
     }
 out:
@@ -344,24 +346,37 @@ out:
     return r;
 }
 
-/* A fresh target reads zeros where nothing is allocated: nothing to do then. */
+/*
+ * Sparse extents skip what reads as zeros already and use zeroed-grain
+ * entries where the flag allows (see vmdk_sparse_zero); flat extents get
+ * zero data (qemu counts even their holes as data).
+ */
+static int
+zero_part(struct dimg_image *img, struct vmdk_extent *e, uint64_t rel, size_t n, size_t done,
+          void *opaque)
+{
+    (void)done;
+    (void)opaque;
+    if (e->type == VMDK_EXT_SPARSE)
+        return vmdk_sparse_zero(img, e, rel, n);
+    size_t chunk = (size_t)min_u64(n, 1u << 20);
+    uint8_t *zeros = calloc(1, chunk);
+    if (!zeros)
+        return dimg_error(ENOMEM, "out of memory");
+    int r = 0;
+    for (size_t at = 0; at < n && r == 0; at += chunk)
+        r = io_pwrite(e->file, zeros, (size_t)min_u64(chunk, n - at), e->flat_offset + rel + at);
+    free(zeros);
+    return r;
+}
+
 static int
 vmdk_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags)
 {
-    (void)flags;
-    if (img->backing)
+    /* Parts may need zero data: never promised cheap. */
+    if (flags & DIMG_ZERO_NO_FALLBACK)
         return -ENOTSUP;
-    while (len > 0) {
-        struct dimg_extent x;
-        int r = vmdk_block_status(img, off, len, &x);
-        if (r < 0)
-            return r;
-        if (x.flags & DIMG_EXTENT_DATA)
-            return -ENOTSUP;
-        off += x.length;
-        len -= x.length;
-    }
-    return 0;
+    return for_each_extent(img, off, len, zero_part, NULL);
 }
 
 static int

@@ -33,7 +33,7 @@
 /* qemu refuses images above this many bytes ("File too large"). */
 #define VMDK_MAX_BYTES         (INT64_MAX / 2)
 
-enum vmdk_ext_type { VMDK_EXT_FLAT, VMDK_EXT_SPARSE, VMDK_EXT_ZERO };
+enum vmdk_ext_type { VMDK_EXT_FLAT, VMDK_EXT_SPARSE };
 
 /* One extent line of a descriptor. */
 struct vmdk_desc_extent {
@@ -82,7 +82,7 @@ struct vmdk_state {
 };
 
 /* vmdk-desc.c */
-/* Parse a descriptor (text of len bytes, NUL bytes end it). */
+/* Parse a descriptor (text of len bytes, NUL bytes end it; text[len] must be NUL). */
 int vmdk_desc_parse(const char *text, size_t len, struct vmdk_desc *out);
 void vmdk_desc_free(struct vmdk_desc *d);
 
@@ -93,6 +93,7 @@ int vmdk_sparse_read(struct dimg_image *img, struct vmdk_extent *e, uint8_t *buf
                      uint64_t off);
 int vmdk_sparse_write(struct dimg_image *img, struct vmdk_extent *e, const uint8_t *buf,
                       size_t len, uint64_t off);
+int vmdk_sparse_zero(struct dimg_image *img, struct vmdk_extent *e, uint64_t off, uint64_t len);
 int vmdk_sparse_status(struct vmdk_extent *e, uint64_t off, uint64_t len,
                        struct dimg_extent *out);
 int vmdk_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uint64_t off);
