@@ -2,13 +2,14 @@
  * bitmap: add, remove, clear, enable, disable or merge persistent dirty
  * bitmaps (qemu-img's syntax and messages).
  *
- * Actions run in command-line order and stop at the first failure.  Storing
- * bitmaps is a format feature that plugs into bitmap_apply() below; for a
- * format without it (raw), --add fails because the bitmap cannot be stored
- * and every other action because the named bitmap does not exist.
+ * Actions run in command-line order and stop at the first failure; what the
+ * earlier ones did is kept (the image is closed normally, as qemu-img does).
+ * A format that cannot store bitmaps (raw) fails --add because the bitmap
+ * cannot be stored and every other action because the bitmap does not exist.
  *
  * Exit codes: 0 success, 1 any error.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,10 +44,10 @@ static int
 bitmap_apply(dimg_image *img, dimg_image *src_img, const struct bitmap_action *a,
              const char *name, int64_t granularity)
 {
-    (void)img;
-    (void)src_img;
     const char *op = op_names[a->op];
-    if (a->op == BM_ADD) {
+    int r = 0;
+    switch (a->op) {
+    case BM_ADD: {
         uint32_t g = (uint32_t)granularity; /* qemu passes it on as 32 bits */
         if (!name[0]) {
             cli_error("Operation %s on bitmap %s failed: Bitmap name cannot be empty", op, name);
@@ -58,17 +59,33 @@ bitmap_apply(dimg_image *img, dimg_image *src_img, const struct bitmap_action *a
                       op, name);
             return -1;
         }
-        /* A format that stores bitmaps adds it here. */
-        char node[32];
-        node_name(node, sizeof node);
-        cli_error("Operation %s on bitmap %s failed: "
-                  "Can't store persistent bitmaps to %s: Operation not supported",
-                  op, name, node);
+        r = dimg_bitmap_add(img, name, g, 1);
+        if (r < 0 && r != -EEXIST && r != -EINVAL) {
+            char node[32];
+            node_name(node, sizeof node);
+            if (r == -ENOSYS)
+                cli_error("Operation %s on bitmap %s failed: "
+                          "Can't store persistent bitmaps to %s: Operation not supported",
+                          op, name, node);
+            else
+                cli_error("Operation %s on bitmap %s failed: "
+                          "Can't make bitmap '%s' persistent in '%s': %s",
+                          op, name, name, node, dimg_get_error());
+            return -1;
+        }
+        break;
+    }
+    case BM_REMOVE: r = dimg_bitmap_remove(img, name); break;
+    case BM_CLEAR: r = dimg_bitmap_clear(img, name); break;
+    case BM_ENABLE: r = dimg_bitmap_set_enabled(img, name, 1); break;
+    case BM_DISABLE: r = dimg_bitmap_set_enabled(img, name, 0); break;
+    case BM_MERGE: r = dimg_bitmap_merge(img, name, src_img, a->src); break;
+    }
+    if (r < 0) {
+        cli_error("Operation %s on bitmap %s failed: %s", op, name, dimg_get_error());
         return -1;
     }
-    /* Every other action first looks the bitmap up; no format holds any yet. */
-    cli_error("Operation %s on bitmap %s failed: Dirty bitmap '%s' not found", op, name, name);
-    return -1;
+    return 0;
 }
 
 int
@@ -170,5 +187,69 @@ out:
         ret = 1;
     }
     free(acts);
+    return ret;
+}
+
+/* ---- convert --bitmaps ---------------------------------------------------- */
+
+int
+cli_convert_check_bitmaps(dimg_image *const *src, size_t n, bool skip_broken)
+{
+    if (n != 1) {
+        cli_error("Copying bitmaps only possible with single source");
+        return -1;
+    }
+    if (!dimg_bitmap_supported(src[0])) {
+        cli_error("Source lacks bitmap support");
+        return -1;
+    }
+    struct dimg_bitmap_info *bm;
+    size_t count;
+    if (dimg_bitmap_list(src[0], &bm, &count) < 0) {
+        cli_error_lib("%s", "");
+        return -1;
+    }
+    int ret = 0;
+    /* qemu-img walks the bitmaps newest first: last in the directory first. */
+    for (size_t i = count; i-- > 0 && ret == 0;) {
+        if (!(bm[i].flags & DIMG_BITMAP_IN_USE))
+            continue;
+        if (skip_broken) {
+            fprintf(stderr, "%s: warning: Skipping inconsistent bitmap '%s'\n", progname,
+                    bm[i].name);
+            continue;
+        }
+        cli_error("Cannot copy inconsistent bitmap '%s'\n"
+                  "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it",
+                  bm[i].name);
+        ret = -1;
+    }
+    dimg_bitmap_list_free(bm, count);
+    return ret;
+}
+
+int
+cli_convert_copy_bitmaps(dimg_image *src, dimg_image *dst, bool skip_broken)
+{
+    struct dimg_bitmap_info *bm;
+    size_t count;
+    if (dimg_bitmap_list(src, &bm, &count) < 0) {
+        cli_error_lib("%s", "");
+        return -1;
+    }
+    int ret = 0;
+    for (size_t i = count; i-- > 0 && ret == 0;) {
+        if ((bm[i].flags & DIMG_BITMAP_IN_USE) && skip_broken)
+            continue;
+        if (dimg_bitmap_add(dst, bm[i].name, bm[i].granularity,
+                            (bm[i].flags & DIMG_BITMAP_AUTO) != 0) < 0) {
+            cli_error("Failed to create bitmap %s: %s", bm[i].name, dimg_get_error());
+            ret = -1;
+        } else if (dimg_bitmap_merge(dst, bm[i].name, src, bm[i].name) < 0) {
+            cli_error("Failed to populate bitmap %s: %s", bm[i].name, dimg_get_error());
+            ret = -1;
+        }
+    }
+    dimg_bitmap_list_free(bm, count);
     return ret;
 }

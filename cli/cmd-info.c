@@ -26,8 +26,15 @@ json_value(FILE *f, const struct dimg_value *v, int level)
     case DIMG_VALUE_OBJECT:
     case DIMG_VALUE_ARRAY: {
         bool obj = v->type == DIMG_VALUE_OBJECT;
-        if (!v->child) {
-            fputs(obj ? "{}" : "[]", f);
+        if (!v->child && obj) {
+            fputs("{}", f);
+            break;
+        }
+        if (!v->child) { /* qemu breaks even an empty list: "[", newline, indented "]" */
+            fputc('[', f);
+            fputc('\n', f);
+            json_indent(f, level);
+            fputc(']', f);
             break;
         }
         fputs(obj ? "{\n" : "[\n", f);

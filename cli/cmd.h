@@ -75,6 +75,12 @@ bool cli_probed_raw(const dimg_image *img, const char *fmt, bool image_opts, con
 /* The three-line probing warning for filename, on stderr. */
 void cli_warn_probed_raw(const char *filename);
 
+/* convert --bitmaps (cmd-bitmap.c): check the sources before the target is
+ * created, then copy the bitmaps once the data is copied; both print
+ * qemu-img's messages and return -1 on failure. */
+int cli_convert_check_bitmaps(dimg_image *const *src, size_t n, bool skip_broken);
+int cli_convert_copy_bitmaps(dimg_image *src, dimg_image *dst, bool skip_broken);
+
 /* -o handling shared by create, convert, amend, measure (cmd-create.c). */
 int cli_append_options(char **acc, const char *more);
 bool cli_options_want_help(const char *opts);

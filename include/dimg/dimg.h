@@ -215,6 +215,35 @@ struct dimg_snapshot {
 int dimg_snapshot_list(dimg_image *img, struct dimg_snapshot **out, size_t *count);
 void dimg_snapshot_list_free(struct dimg_snapshot *list, size_t count);
 
+/* ---- persistent dirty bitmaps (qcow2) ---------------------------------- */
+
+#define DIMG_BITMAP_IN_USE 0x1u /* not saved properly (writer crashed): unusable, removable */
+#define DIMG_BITMAP_AUTO   0x2u /* enabled: records every guest write */
+
+struct dimg_bitmap_info {
+    char *name;
+    uint64_t granularity;  /* guest bytes per bit */
+    unsigned flags;        /* DIMG_BITMAP_* */
+};
+
+/* Whether the image can store persistent bitmaps (qcow2 v3). */
+int dimg_bitmap_supported(const dimg_image *img);
+/* The image's bitmaps in directory order (none: *count 0); free with dimg_bitmap_list_free. */
+int dimg_bitmap_list(dimg_image *img, struct dimg_bitmap_info **out, size_t *count);
+void dimg_bitmap_list_free(struct dimg_bitmap_info *list, size_t count);
+/*
+ * Changes to an image open read-write; they reach the disk at dimg_close
+ * (remove: at once).  granularity 0 picks the format's default.  Errors:
+ * -ENOENT no such bitmap, -EEXIST name taken, -EBUSY bitmap in use
+ * (inconsistent), -ENOSYS the format has no bitmaps at all; for add, other
+ * errors than these and -EINVAL say why this image cannot store the bitmap.
+ */
+int dimg_bitmap_add(dimg_image *img, const char *name, uint64_t granularity, int enabled);
+int dimg_bitmap_remove(dimg_image *img, const char *name);
+int dimg_bitmap_clear(dimg_image *img, const char *name);
+int dimg_bitmap_set_enabled(dimg_image *img, const char *name, int enabled);
+/* Set in bitmap name of img every bit set in src_name of src (src may be img). */
+int dimg_bitmap_merge(dimg_image *img, const char *name, dimg_image *src, const char *src_name);
 /* ---- consistency check ------------------------------------------------ */
 
 #define DIMG_CHECK_FIX_LEAKS  0x1u  /* check -r leaks */

@@ -215,8 +215,12 @@ dimg_close(dimg_image *img)
         return 0;
     int r = 0;
     if (img->drv) {
-        if (img->writable)
-            r = dimg_flush(img);
+        if (img->writable && img->drv->inactivate)
+            r = img->drv->inactivate(img);
+        if (img->writable) {
+            int f = dimg_flush(img);
+            r = r < 0 ? r : f;
+        }
         if (img->drv->close)
             img->drv->close(img);
     }

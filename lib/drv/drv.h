@@ -70,6 +70,21 @@ struct dimg_driver {
     int (*check)(struct dimg_image *img, unsigned fix, struct dimg_check *out);
     /* Rewrite the backing file reference (backing NULL: none; backing_fmt may be NULL). */
     int (*change_backing)(struct dimg_image *img, const char *backing, const char *backing_fmt);
+    /* Writable image being closed: write back state kept in memory (qcow2
+     * bitmaps), before the final flush. */
+    int (*inactivate)(struct dimg_image *img);
+    /* Persistent dirty bitmaps (lib/core/bitmap.c validates names); NULL: none. */
+    int (*bitmap_list)(struct dimg_image *img, struct dimg_bitmap_info **out, size_t *count);
+    int (*bitmap_add)(struct dimg_image *img, const char *name, uint32_t granularity,
+                      bool enabled);
+    int (*bitmap_remove)(struct dimg_image *img, const char *name);
+    int (*bitmap_clear)(struct dimg_image *img, const char *name);
+    int (*bitmap_set_enabled)(struct dimg_image *img, const char *name, bool enabled);
+    /* NULL: every image of the format can store bitmaps. */
+    bool (*bitmap_can_store)(const struct dimg_image *img);
+    /* src has the same driver. */
+    int (*bitmap_merge)(struct dimg_image *img, const char *name, struct dimg_image *src,
+                        const char *src_name);
 };
 
 /* registry.c */

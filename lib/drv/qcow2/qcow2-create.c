@@ -408,8 +408,9 @@ qcow2_measure(const struct dimg_opts *opts, uint64_t size, struct dimg_image *sr
             }
             off += e.length;
         }
-        out->has_bitmaps = strcmp(dimg_get_format(src), "qcow2") == 0;
-        out->bitmaps = 0;
+        /* A v2 target cannot hold bitmaps: qemu-img then leaves the line out. */
+        out->has_bitmaps = p.version >= 3 && strcmp(dimg_get_format(src), "qcow2") == 0;
+        out->bitmaps = out->has_bitmaps ? qcow2_bitmaps_measure(src, (uint32_t)cs) : 0;
     }
     out->fully_allocated = full;
     out->required = full - round_up_u64(size, cs) + data;

@@ -61,12 +61,14 @@ qcow2_write_prepare(struct dimg_image *img)
     if (r < 0)
         return r;
     s->reftable_written_offset = s->refcount_table_offset;
-    if (s->version >= 3 && (s->autoclear & ~QCOW2_AUTOCLEAR_DATA_RAW)) {
-        /* Auto-clear features dimg does not keep up to date (bitmaps, unknown
-         * ones) must be marked inconsistent before the first write; the raw
-         * data file bit stays, since every write keeps the data file raw. */
+    const uint64_t kept = QCOW2_AUTOCLEAR_DATA_RAW | QCOW2_AUTOCLEAR_BITMAPS;
+    if (s->version >= 3 && (s->autoclear & ~kept)) {
+        /* Auto-clear features dimg does not keep up to date (unknown ones)
+         * must be marked inconsistent before the first write; the raw data
+         * file bit stays, since every write keeps the data file raw, and so
+         * does the bitmaps bit (qcow2-bitmap-store.c keeps them correct). */
         uint8_t v[8];
-        s->autoclear &= QCOW2_AUTOCLEAR_DATA_RAW;
+        s->autoclear &= kept;
         store_be64(v, s->autoclear);
         if ((r = io_pwrite(img->file, v, 8, 88)) < 0 || (r = qcow2_barrier(img)) < 0)
             return r;
@@ -86,7 +88,7 @@ qcow2_write_prepare(struct dimg_image *img)
             return r;
         }
     }
-    return 0;
+    return qcow2_bitmaps_activate(img);
 }
 
 static bool
@@ -220,22 +222,81 @@ entry_owned(const struct qcow2_state *s, uint64_t entry)
     return (entry & QCOW2_OFFSET_MASK) != 0 && (entry & QCOW2_OFLAG_COPIED) != 0;
 }
 
-/* Read the guest view of one whole cluster (lock held; the lock is recursive). */
-static int
-read_cluster(struct dimg_image *img, uint64_t cluster_off, uint8_t *out)
+/* Bitmap bits of subclusters first..last (extended L2 entries, bits 0..31). */
+static uint32_t
+subcluster_mask(unsigned first, unsigned last)
 {
-    struct qcow2_state *s = dimg_image_state(img);
-    size_t n = (size_t)min_u64(s->cluster_size, img->size - cluster_off);
-    int r = qcow2_pread(img, out, n, cluster_off);
-    if (r == 0 && n < s->cluster_size)
-        memset(out + n, 0, s->cluster_size - n);
+    return (uint32_t)(((2ull << last) - 1) & ~((1ull << first) - 1));
+}
+
+/* Read the guest view of bytes [lo, hi) of the cluster at guest offset g into
+ * buf + lo; beyond the image end reads as zeros (lock held; it is recursive). */
+static int
+read_span(struct dimg_image *img, uint64_t g, uint64_t lo, uint64_t hi, uint8_t *buf)
+{
+    uint64_t end = max_u64(lo, min_u64(hi, img->size - g));
+    int r = end > lo ? qcow2_pread(img, buf + lo, (size_t)(end - lo), g + lo) : 0;
+    if (r == 0 && hi > end)
+        memset(buf + end, 0, (size_t)(hi - end));
     return r;
 }
 
 /*
- * Write into a cluster the L1 already owns.  With extended L2 entries the
- * subclusters touched become allocated; partially touched ones that were not
- * allocated are filled from their old contents first.
+ * Does the guest range [a, b) read as zeros by allocation status alone,
+ * without reading data?  As qemu judges the parts it copies on write: holes
+ * of a raw layer and anything beyond the image end do not count.
+ */
+static bool
+reads_as_zero(struct dimg_image *img, uint64_t a, uint64_t b)
+{
+    if (a >= b)
+        return true;
+    if (b > img->size)
+        return false;
+    while (a < b) {
+        struct dimg_extent e;
+        if (dimg_block_status(img, a, b - a, &e) < 0)
+            return false; /* the copy then reads the data and reports any error */
+        if (!(e.flags & DIMG_EXTENT_ZERO) ||
+            (e.file_owner && e.file_owner->drv == &dimg_drv_raw))
+            return false;
+        a += e.length;
+    }
+    return true;
+}
+
+/*
+ * Write the guest bytes [ws, we) (data) of the cluster at guest offset g,
+ * whose host cluster starts at host, as part of the span [g + lo, g + hi)
+ * that becomes allocated: the rest of the span is filled with its old guest
+ * contents.  When those read as zeros anyway, the span is zeroed in the host
+ * file instead of written (it stays sparse), as qemu does.
+ */
+static int
+write_span(struct dimg_image *img, uint64_t g, uint64_t lo, uint64_t hi, uint64_t ws,
+           uint64_t we, const uint8_t *data, uint64_t host, uint8_t *tmp)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    int r;
+    if (g + lo == ws && g + hi == we)
+        return io_pwrite(s->data_file, data, (size_t)(we - ws), host + (ws - g));
+    if (reads_as_zero(img, g + lo, ws) && reads_as_zero(img, we, g + hi)) {
+        r = io_zero(s->data_file, host + lo, hi - lo, false);
+        if (r == 0)
+            return io_pwrite(s->data_file, data, (size_t)(we - ws), host + (ws - g));
+        if (r != -ENOTSUP)
+            return r;
+    }
+    if ((r = read_span(img, g, lo, hi, tmp)) < 0)
+        return r;
+    memcpy(tmp + (ws - g), data, (size_t)(we - ws));
+    return io_pwrite(s->data_file, tmp + lo, (size_t)(hi - lo), host + lo);
+}
+
+/*
+ * Write into a cluster the L1 already owns.  A zero-flagged cluster becomes
+ * allocated as a whole; with extended L2 entries the touched subclusters
+ * become allocated, those that were not being filled from their old contents.
  */
 static int
 write_owned(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_t n, uint64_t entry,
@@ -246,37 +307,28 @@ write_owned(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_t n, 
     uint64_t host = has_data_file(s) ? coff : (entry & QCOW2_OFFSET_MASK);
     struct qcow2_l2_slot *slot;
     uint32_t idx;
-    int r;
     if (!s->extended_l2 && !(entry & QCOW2_OFLAG_ZERO))
         return io_pwrite(s->data_file, buf, n, host + (off - coff));
 
-    /* Fill the touched units (subclusters, or the whole zero-flagged cluster) from old data. */
-    uint64_t unit = 1ull << s->subcluster_bits;
-    uint64_t ustart = round_down_u64(off, unit), uend = round_up_u64(off + n, unit);
-    if (uend > coff + s->cluster_size)
-        uend = coff + s->cluster_size;
-    if (!s->extended_l2) {
-        ustart = coff;
-        uend = coff + s->cluster_size;
-    }
-    if (ustart != off || uend != off + n) {
-        if ((r = read_cluster(img, coff, tmp)) < 0)
-            return r;
-        memcpy(tmp + (off - coff), buf, n);
-        r = io_pwrite(s->data_file, tmp + (ustart - coff), (size_t)(uend - ustart),
-                      host + (ustart - coff));
-    } else {
-        r = io_pwrite(s->data_file, buf, n, host + (off - coff));
-    }
+    int r = l2_for_write(img, coff, &slot, &idx);
     if (r < 0)
+        return r;
+    uint64_t ws = off - coff, we = ws + n, lo = 0, hi = s->cluster_size;
+    unsigned first = (unsigned)(ws >> s->subcluster_bits);
+    unsigned last = (unsigned)((we - 1) >> s->subcluster_bits);
+    if (s->extended_l2) {
+        /* Partly written subclusters that hold data already need no filling. */
+        uint64_t allocated = slot->table[(size_t)idx * l2_stride(s) + 1];
+        lo = (allocated >> first & 1) ? ws : (uint64_t)first << s->subcluster_bits;
+        hi = (allocated >> last & 1) ? we : (uint64_t)(last + 1) << s->subcluster_bits;
+    }
+    if ((r = write_span(img, coff, lo, hi, off, off + n, buf, host, tmp)) < 0)
         return r;
     if ((r = l2_for_write(img, coff, &slot, &idx)) < 0)
         return r;
     uint64_t *e = &slot->table[(size_t)idx * l2_stride(s)];
     if (s->extended_l2) {
-        unsigned first = (unsigned)((ustart - coff) >> s->subcluster_bits);
-        unsigned last = (unsigned)((uend - coff - 1) >> s->subcluster_bits);
-        uint64_t bits = (((last == 31) ? 0xffffffffull : ((1ull << (last + 1)) - 1)) >> first) << first;
+        uint64_t bits = subcluster_mask(first, last);
         e[1] = (e[1] | bits) & ~(bits << 32);
     } else {
         e[0] &= ~QCOW2_OFLAG_ZERO;
@@ -287,9 +339,49 @@ write_owned(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_t n, 
 }
 
 /*
+ * The bytes [*lo, *hi) of a newly allocated cluster that receive data, given
+ * the written part [ws, we) (offsets in the cluster) and the entry being
+ * replaced.  With extended L2 entries, as qemu does: only the subclusters the
+ * write touches, widened to cover every subcluster the old host cluster had
+ * allocated (a copy on write carries them over); the others stay unallocated
+ * or zero.  Otherwise, and for compressed clusters, the whole cluster.
+ */
+static void
+alloc_span(const struct qcow2_state *s, uint64_t ws, uint64_t we, const uint64_t *old,
+           uint64_t *lo, uint64_t *hi)
+{
+    *lo = 0;
+    *hi = s->cluster_size;
+    if (!s->extended_l2 || (old[0] & QCOW2_OFLAG_COMPRESSED))
+        return;
+    unsigned first = (unsigned)(ws >> s->subcluster_bits);
+    unsigned last = (unsigned)((we - 1) >> s->subcluster_bits);
+    uint32_t allocated = (uint32_t)old[1];
+    if (allocated) {
+        unsigned a_first = (unsigned)__builtin_ctz(allocated);
+        unsigned a_last = 31u - (unsigned)__builtin_clz(allocated);
+        first = first < a_first ? first : a_first;
+        last = last > a_last ? last : a_last;
+    }
+    *lo = (uint64_t)first << s->subcluster_bits;
+    *hi = (uint64_t)(last + 1) << s->subcluster_bits;
+}
+
+/* The L2 bitmap of a cluster whose span [lo, hi) was just written. */
+static uint64_t
+alloc_bitmap(const struct qcow2_state *s, uint64_t lo, uint64_t hi, const uint64_t *old)
+{
+    uint32_t allocated = subcluster_mask((unsigned)(lo >> s->subcluster_bits),
+                                         (unsigned)((hi - 1) >> s->subcluster_bits));
+    uint32_t zero = (old[0] & QCOW2_OFLAG_COMPRESSED) ? 0 : (uint32_t)(old[1] >> 32);
+    return (uint64_t)(zero & ~allocated) << 32 | allocated;
+}
+
+/*
  * Allocate new host clusters for a run of not-owned clusters starting at the
- * cluster containing off, write the data (merging partial clusters with their
- * old contents) and point the L2 entries at them.  Returns bytes consumed.
+ * cluster containing off, write the data (merging partial clusters or
+ * subclusters with their old contents) and point the L2 entries at them.
+ * Returns bytes consumed.
  */
 static int64_t
 write_allocating(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_t len,
@@ -307,9 +399,15 @@ write_allocating(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_
     uint64_t want = (round_up_u64(end, s->cluster_size) - coff) >> s->cluster_bits;
     want = min_u64(want, s->l2_entries - idx);
     want = min_u64(want, ALLOC_BATCH_CLUSTERS);
-    uint64_t k = 1;
-    while (k < want && !entry_owned(s, slot->table[(size_t)(idx + k) * l2_stride(s)]))
+    /* The entries being replaced decide which subclusters get data. */
+    uint64_t old[ALLOC_BATCH_CLUSTERS][2];
+    uint64_t k = 0;
+    do {
+        const uint64_t *e = &slot->table[(size_t)(idx + k) * l2_stride(s)];
+        old[k][0] = e[0];
+        old[k][1] = s->extended_l2 ? e[1] : 0;
         k++;
+    } while (k < want && !entry_owned(s, slot->table[(size_t)(idx + k) * l2_stride(s)]));
     uint64_t run_end = min_u64(end, coff + (k << s->cluster_bits));
 
     uint64_t host;
@@ -319,23 +417,24 @@ write_allocating(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_
         return r;
     }
     /* Data first: nothing points at these clusters until the metadata flush. */
+    uint64_t lo[ALLOC_BATCH_CLUSTERS], hi[ALLOC_BATCH_CLUSTERS];
     for (uint64_t c = 0; c < k; c++) {
         uint64_t g = coff + (c << s->cluster_bits);
         uint64_t ws = max_u64(g, off), we = min_u64(g + s->cluster_size, run_end);
+        alloc_span(s, ws - g, we - g, old[c], &lo[c], &hi[c]);
         if (ws == g && we == g + s->cluster_size) {
             /* Whole clusters straight from the caller's buffer, as one write. */
             uint64_t c2 = c;
-            while (c2 + 1 < k && coff + ((c2 + 2) << s->cluster_bits) <= run_end)
+            while (c2 + 1 < k && coff + ((c2 + 2) << s->cluster_bits) <= run_end) {
                 c2++;
+                lo[c2] = 0;
+                hi[c2] = s->cluster_size;
+            }
             uint64_t bytes = (c2 - c + 1) << s->cluster_bits;
             r = io_pwrite(s->data_file, buf + (g - off), (size_t)bytes, host + (g - coff));
             c = c2;
         } else {
-            if ((r = read_cluster(img, g, tmp)) < 0)
-                return r;
-            memcpy(tmp + (ws - g), buf + (ws - off), (size_t)(we - ws));
-            size_t wlen = (size_t)min_u64(s->cluster_size, round_up_u64(img->size - g, 512));
-            r = io_pwrite(s->data_file, tmp, wlen, host + (g - coff));
+            r = write_span(img, g, lo[c], hi[c], ws, we, buf + (ws - off), host + (g - coff), tmp);
         }
         if (r < 0)
             return r;
@@ -349,7 +448,7 @@ write_allocating(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_
             return r;
         e[0] = (host + (c << s->cluster_bits)) | QCOW2_OFLAG_COPIED;
         if (s->extended_l2)
-            e[1] = 0xffffffffull;
+            e[1] = alloc_bitmap(s, lo[c], hi[c], old[c]);
     }
     slot->dirty = true;
     return (int64_t)(run_end - off);
@@ -359,6 +458,7 @@ int
 qcow2_pwrite(struct dimg_image *img, const void *buf, size_t len, uint64_t off)
 {
     struct qcow2_state *s = dimg_image_state(img);
+    qcow2_bitmaps_mark_dirty(img, off, len);
     const uint8_t *p = buf;
     uint8_t *tmp = malloc(s->cluster_size);
     if (!tmp)
@@ -449,6 +549,7 @@ qcow2_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags)
     /* v2 has no zero flag: only deallocation without a backing file reads as zeros. */
     if (s->version < 3 && !s->extended_l2 && (img->backing || !(flags & DIMG_ZERO_MAY_UNMAP)))
         return -ENOTSUP;
+    qcow2_bitmaps_mark_dirty(img, off, len);
     int r = 0;
     while (len > 0 && r == 0) {
         uint64_t coff = round_down_u64(off, s->cluster_size);
@@ -475,6 +576,7 @@ int
 qcow2_discard(struct dimg_image *img, uint64_t off, uint64_t len)
 {
     struct qcow2_state *s = dimg_image_state(img);
+    qcow2_bitmaps_mark_dirty(img, off, len);
     int r = 0;
     pthread_mutex_lock(&s->lock);
     while (len > 0 && r == 0) {
@@ -548,6 +650,7 @@ qcow2_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uin
                           img->filename);
     if (has_data_file(s))
         return dimg_error(ENOTSUP, "Compression is not supported with an external data file");
+    qcow2_bitmaps_mark_dirty(img, off, len);
     uint8_t *in = (uint8_t *)buf, *padded = NULL;
     if (len < s->cluster_size) {
         padded = calloc(1, s->cluster_size);

@@ -66,7 +66,8 @@ parse_extensions(struct dimg_image *img, struct qcow2_state *s, const uint8_t *h
             break;
         case QCOW2_EXT_CRYPTO:
             if (len != 16)
-                return dimg_error(EINVAL, "Invalid encryption header extension length");
+                return dimg_error(EINVAL, "CRYPTO header extension size %" PRIu32
+                                          ", but expected size 16", len);
             s->crypto_offset = load_be64(data);
             s->crypto_length = load_be64(data + 8);
             break;
@@ -188,9 +189,6 @@ check_header(struct dimg_image *img, struct qcow2_state *s, const uint8_t *h, in
         return dimg_error(EINVAL, "Active L1 table offset invalid");
     if (s->crypt_method > 2)
         return dimg_error(EINVAL, "Unsupported encryption method: %" PRIu32, s->crypt_method);
-    /* Encrypted images can be described (info) but not yet read. */
-    if (s->crypt_method && !(img->flags & DIMG_OPEN_INFO_ONLY))
-        return dimg_error(ENOTSUP, "qcow2 encryption is not supported yet");
     return 0;
 }
 
@@ -247,6 +245,7 @@ qcow2_close(struct dimg_image *img)
     qcow2_l2_cache_free(s);
     qcow2_refcount_free(s);
     qcow2_snapshots_free(s);
+    qcow2_bitmaps_free(s);
     if (s->owns_data_file)
         io_close(s->data_file);
     free(s->l1);
@@ -290,6 +289,12 @@ qcow2_open(struct dimg_image *img)
     }
     if (r == 0)
         r = read_backing_name(img, hdr, s->cluster_size);
+    if (r == 0)
+        r = qcow2_crypto_load(img);
+    /* Encrypted images can be described (info) but not read: dimg takes no
+     * key, so say what qemu-img says when it is given none. */
+    if (r == 0 && s->crypt_method && !(img->flags & DIMG_OPEN_INFO_ONLY))
+        r = dimg_error(ENOTSUP, "Parameter 'encrypt.key-secret' is required for cipher");
     free(hdr);
     if (r == 0)
         r = load_l1(img, s);
@@ -297,6 +302,8 @@ qcow2_open(struct dimg_image *img)
         r = qcow2_snapshots_load(img);
     if (r == 0)
         r = open_data_file(img, s);
+    if (r == 0)
+        r = qcow2_bitmaps_open(img);
     if (r == 0 && img->writable)
         r = qcow2_write_prepare(img);
     if (r < 0)
@@ -355,6 +362,32 @@ add_uint(struct dimg_value *o, const char *key, uint64_t val)
         v->v.u = val;
 }
 
+/* "bitmaps": [{"flags": [...], "name": ..., "granularity": ...}], when there are any. */
+static int
+add_bitmaps(struct dimg_value *d, struct dimg_image *img)
+{
+    struct dimg_bitmap_info *bm;
+    size_t n;
+    int r = qcow2_bitmap_list(img, &bm, &n);
+    if (r < 0 || n == 0)
+        return r;
+    struct dimg_value *arr = value_add(d, value_new(DIMG_VALUE_ARRAY, "bitmaps"));
+    for (size_t i = 0; arr && i < n; i++) {
+        struct dimg_value *o = value_add(arr, value_new(DIMG_VALUE_OBJECT, NULL));
+        struct dimg_value *f = o ? value_add(o, value_new(DIMG_VALUE_ARRAY, "flags")) : NULL;
+        if (f && (bm[i].flags & DIMG_BITMAP_IN_USE))
+            add_string(f, NULL, "in-use");
+        if (f && (bm[i].flags & DIMG_BITMAP_AUTO))
+            add_string(f, NULL, "auto");
+        if (o) {
+            add_string(o, "name", bm[i].name);
+            add_uint(o, "granularity", bm[i].granularity);
+        }
+    }
+    dimg_bitmap_list_free(bm, n);
+    return 0;
+}
+
 static int
 qcow2_info(struct dimg_image *img, struct dimg_info *out)
 {
@@ -372,12 +405,18 @@ qcow2_info(struct dimg_image *img, struct dimg_info *out)
         add_string(d, "compression-type", s->compression == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib");
         if (s->version >= 3)
             add_bool(d, "lazy-refcounts", s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS);
+        if (add_bitmaps(d, img) < 0) {
+            out->format_specific = root; /* freed with *out by the caller */
+            return -dimg_get_errno();
+        }
         add_uint(d, "refcount-bits", 1ull << s->refcount_order);
         if (s->crypt_method == 1) {
             struct dimg_value *e = value_add(d, value_new(DIMG_VALUE_OBJECT, "encrypt"));
             if (e)
                 add_string(e, "format", "aes");
         }
+        if (s->luks_loaded)
+            value_add(d, luks_header_describe(&s->luks, "encrypt"));
         if (s->version >= 3) {
             if (s->data_file_name)
                 add_string(d, "data-file", s->data_file_name);
@@ -415,4 +454,12 @@ const struct dimg_driver dimg_drv_qcow2 = {
     .measure = qcow2_measure,
     .check = qcow2_check,
     .change_backing = qcow2_change_backing,
+    .inactivate = qcow2_bitmaps_store,
+    .bitmap_list = qcow2_bitmap_list,
+    .bitmap_add = qcow2_bitmap_add,
+    .bitmap_remove = qcow2_bitmap_remove,
+    .bitmap_clear = qcow2_bitmap_clear,
+    .bitmap_set_enabled = qcow2_bitmap_set_enabled,
+    .bitmap_merge = qcow2_bitmap_merge,
+    .bitmap_can_store = qcow2_bitmap_can_store,
 };

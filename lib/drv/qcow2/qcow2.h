@@ -9,7 +9,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "crypto/luks-header.h"
 #include "drv/drv.h"
+#include "util/endian.h"
 
 #define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
 
@@ -127,6 +129,8 @@ struct qcow2_state {
     char *data_file_name;
     uint64_t crypto_offset;     /* full disk encryption header extension; 0: none */
     uint64_t crypto_length;
+    struct luks_header luks;    /* crypt_method 2, opened for info (qcow2-crypto.c) */
+    bool luks_loaded;
     struct qcow2_ext *exts;     /* rewritten unchanged by qcow2_header_write() */
     size_t n_exts;
     struct dimg_io *data_file;  /* where guest data lives (== img->file without a data file) */
@@ -151,6 +155,7 @@ struct qcow2_state {
     uint64_t cbyte;             /* next free byte for compressed data, 0: none */
     bool cbyte_counted;         /* the cluster at cbyte already counts its next user */
     bool write_ready;           /* refcounts loaded, autoclear bits cleared */
+    struct qcow2_bitmaps *bitmaps; /* persistent dirty bitmaps (qcow2-bitmap.c); NULL: none */
 };
 
 /* qcow2-map.c */
@@ -174,6 +179,40 @@ int qcow2_snapshot_list(struct dimg_image *img, struct dimg_snapshot **out, size
 int qcow2_decompress_cluster(struct dimg_image *img, uint64_t descriptor, uint8_t *out);
 /* Compress one cluster; returns the compressed length, or 0 when it does not shrink. */
 size_t qcow2_compress_cluster(const struct qcow2_state *s, const uint8_t *in, uint8_t *out);
+
+/* Entry i of a refcount block in its on-disk layout (2^order bits per entry). */
+static inline uint64_t
+qcow2_rb_entry_get(unsigned order, const uint8_t *b, uint64_t i)
+{
+    switch (order) {
+    case 3: return b[i];
+    case 4: return load_be16(b + i * 2);
+    case 5: return load_be32(b + i * 4);
+    case 6: return load_be64(b + i * 8);
+    default: {
+        unsigned bits = 1u << order;
+        uint64_t bit = i * bits;
+        return (b[bit / 8] >> (bit % 8)) & ((1u << bits) - 1);
+    }
+    }
+}
+
+static inline void
+qcow2_rb_entry_set(unsigned order, uint8_t *b, uint64_t i, uint64_t v)
+{
+    switch (order) {
+    case 3: b[i] = (uint8_t)v; break;
+    case 4: store_be16(b + i * 2, (uint16_t)v); break;
+    case 5: store_be32(b + i * 4, (uint32_t)v); break;
+    case 6: store_be64(b + i * 8, v); break;
+    default: {
+        unsigned bits = 1u << order;
+        uint64_t bit = i * bits;
+        uint8_t mask = (uint8_t)(((1u << bits) - 1) << (bit % 8));
+        b[bit / 8] = (uint8_t)((b[bit / 8] & ~mask) | ((v << (bit % 8)) & mask));
+    }
+    }
+}
 
 /* qcow2-refcount.c */
 int qcow2_refcount_init(struct dimg_image *img);
@@ -204,6 +243,28 @@ int qcow2_discard(struct dimg_image *img, uint64_t off, uint64_t len);
 int qcow2_flush(struct dimg_image *img);
 int qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode);
 
+/* qcow2-bitmap.c, qcow2-bitmap-store.c, qcow2-bitmap-ops.c: persistent dirty bitmaps */
+struct qcow2_bitmaps;
+/* Parse and validate the bitmaps extension and directory (every open). */
+int qcow2_bitmaps_open(struct dimg_image *img);
+/* Read-write open: load the bitmaps and flag them in use on disk before any write. */
+int qcow2_bitmaps_activate(struct dimg_image *img);
+/* Write the bitmaps back (new clusters, then the header, then free the old ones). */
+int qcow2_bitmaps_store(struct dimg_image *img);
+void qcow2_bitmaps_free(struct qcow2_state *s);
+/* Record a guest write in every enabled bitmap. */
+void qcow2_bitmaps_mark_dirty(struct dimg_image *img, uint64_t off, uint64_t len);
+/* Bytes the bitmaps of src need in a qcow2 image with this cluster size (measure). */
+uint64_t qcow2_bitmaps_measure(struct dimg_image *src, uint32_t cluster_size);
+int qcow2_bitmap_list(struct dimg_image *img, struct dimg_bitmap_info **out, size_t *count);
+bool qcow2_bitmap_can_store(const struct dimg_image *img);
+int qcow2_bitmap_add(struct dimg_image *img, const char *name, uint32_t granularity, bool enabled);
+int qcow2_bitmap_remove(struct dimg_image *img, const char *name);
+int qcow2_bitmap_clear(struct dimg_image *img, const char *name);
+int qcow2_bitmap_set_enabled(struct dimg_image *img, const char *name, bool enabled);
+int qcow2_bitmap_merge(struct dimg_image *img, const char *name, struct dimg_image *src,
+                       const char *src_name);
+
 /* qcow2-check.c */
 int qcow2_check(struct dimg_image *img, unsigned fix, struct dimg_check *out);
 /* qcow2-rebuild.c: refs[i] = references found for host cluster i */
@@ -220,6 +281,9 @@ void qcow2_exts_free(struct qcow2_state *s);
 /* Rewrite the whole first cluster from the in-memory state (after flushing). */
 int qcow2_header_write(struct dimg_image *img);
 int qcow2_change_backing(struct dimg_image *img, const char *backing, const char *backing_fmt);
+
+/* qcow2-crypto.c: validate the LUKS header (info opens) or refuse a bad extension */
+int qcow2_crypto_load(struct dimg_image *img);
 
 /* qcow2-create.c */
 extern const struct dimg_optdesc qcow2_create_opts[];
