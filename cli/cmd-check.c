@@ -131,7 +131,7 @@ cmd_check(int argc, char **argv)
     };
     const char *fmt = NULL, *output = NULL, *cache = NULL;
     bool quiet = false, image_opts = false;
-    unsigned flags = 0, fix = 0;
+    unsigned flags = DIMG_OPEN_CHECK, fix = 0;
     int c;
 
     optind = 0;

@@ -48,6 +48,8 @@ int dimg_get_errno(void);
                                          * no automatic repair of dirty ones */
 #define DIMG_OPEN_DENY_WRITE    0x0080u /* read-only open that others may not write meanwhile
                                          * (convert sources), even for raw */
+#define DIMG_OPEN_CHECK         0x2000u /* opened by check: damage a check reports as
+                                         * corruption does not fail the open */
 
 enum dimg_cache_mode {
     DIMG_CACHE_WRITEBACK = 0,

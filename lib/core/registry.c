@@ -11,6 +11,7 @@ static const struct dimg_driver *const drivers[] = {
     &dimg_drv_vmdk,
     &dimg_drv_vpc,
     &dimg_drv_vdi,
+    &dimg_drv_vhdx,
     &dimg_drv_raw,
     NULL,
 };

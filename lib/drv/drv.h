@@ -98,5 +98,6 @@ extern const struct dimg_driver dimg_drv_qcow2;
 extern const struct dimg_driver dimg_drv_vdi;
 extern const struct dimg_driver dimg_drv_vpc;
 extern const struct dimg_driver dimg_drv_vmdk;
+extern const struct dimg_driver dimg_drv_vhdx;
 
 #endif
