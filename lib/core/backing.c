@@ -28,7 +28,7 @@ backing_resolve(const char *image_filename, const char *backing)
     return out;
 }
 
-int
+DIMG_EXPORT int
 dimg_change_backing_file(dimg_image *img, const char *backing, const char *backing_fmt)
 {
     if (backing_fmt && !backing)

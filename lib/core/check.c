@@ -5,7 +5,7 @@
 #include "core/internal.h"
 #include "drv/drv.h"
 
-int
+DIMG_EXPORT int
 dimg_check(dimg_image *img, unsigned fix, struct dimg_check *out)
 {
     memset(out, 0, sizeof *out);
