@@ -20,14 +20,19 @@ enum {
     OPT_SALVAGE,
     OPT_TARGET_IS_ZERO,
     OPT_BITMAPS,
+    OPT_SKIP_BROKEN,
 };
 
 struct convert_opts {
-    const char *fmt, *out_fmt, *backing, *backing_fmt, *snapshot;
+    const char *fmt, *out_fmt, *backing, *backing_fmt;
+    /* -l snapshot.id=ID,snapshot.name=NAME, or -l / -s with an id or name */
+    char *snap_id, *snap_name;
+    const char *snap_id_or_name;
     const char *cache, *src_cache;
     char *options;
     bool compress, copy_offload, progress, quiet, skip_create, out_of_order, force_share;
     bool image_opts, target_image_opts, target_is_zero, bitmaps, salvage, sparse_given;
+    bool skip_broken;            /* --skip-broken-bitmaps */
     uint64_t sparse_size, rate_limit;
     unsigned workers;
 };
@@ -219,6 +224,56 @@ create_target(struct convert_opts *o, const char *out, uint64_t size)
     return 0;
 }
 
+/*
+ * -l: "snapshot.id=ID,snapshot.name=NAME" (",," is a comma in a value, a key
+ * without a value means "on"); anything else is an id or a name.
+ */
+static int
+parse_snapshot_param(const char *param, struct convert_opts *o)
+{
+    if (strncmp(param, "snapshot.", 9) != 0) {
+        o->snap_id_or_name = param;
+        return 0;
+    }
+    for (const char *p = param; *p;) {
+        size_t k = strcspn(p, "=,");
+        char *key = strndup(p, k), *val;
+        if (!key)
+            return -1;
+        p += k;
+        if (*p == '=') {
+            val = malloc(strlen(++p) + 1);
+            if (!val) {
+                free(key);
+                return -1;
+            }
+            size_t n = 0;
+            for (; *p && !(*p == ',' && p[1] != ','); p += (*p == ',') ? 2 : 1)
+                val[n++] = *p;
+            val[n] = '\0';
+        } else {
+            cli_error("warning: short-form boolean option '%s' deprecated", key);
+            fprintf(stderr, "Please use %s=on instead\n", key);
+            val = strdup("on");
+        }
+        if (*p == ',')
+            p++;
+        char **slot = !strcmp(key, "snapshot.id") ? &o->snap_id
+                      : !strcmp(key, "snapshot.name") ? &o->snap_name : NULL;
+        if (!slot) {
+            cli_error("Invalid parameter '%s'", key);
+            cli_error("Failed in parsing snapshot param '%s'", param);
+            free(key);
+            free(val);
+            return -1;
+        }
+        free(key);
+        free(*slot);
+        *slot = val;
+    }
+    return 0;
+}
+
 static int
 parse_args(int argc, char **argv, struct convert_opts *o)
 {
@@ -230,12 +285,15 @@ parse_args(int argc, char **argv, struct convert_opts *o)
         { "salvage", no_argument, NULL, OPT_SALVAGE },
         { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
         { "bitmaps", no_argument, NULL, OPT_BITMAPS },
+        { "skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN },
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", longopts, NULL)) !=
+    const char *dash_s = NULL;
+    bool dash_l = false;
+    while ((c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:s:S:pt:T:qnm:WUr:", longopts, NULL)) !=
            -1) {
         switch (c) {
         case 'h': cli_print_help(); return 0;
@@ -249,7 +307,12 @@ parse_args(int argc, char **argv, struct convert_opts *o)
             if (cli_append_options(&o->options, optarg) < 0)
                 return 1;
             break;
-        case 'l': o->snapshot = optarg; break;
+        case 'l':
+            if (parse_snapshot_param(optarg, o) < 0)
+                return 1;
+            dash_l = true;
+            break;
+        case 's': dash_s = optarg; break; /* dimg extension: qemu-img 7.2 dropped -s */
         case 'S':
             if (parse_sparse(optarg, &o->sparse_size) < 0)
                 return 1;
@@ -279,9 +342,13 @@ parse_args(int argc, char **argv, struct convert_opts *o)
         case OPT_SALVAGE: o->salvage = true; break;
         case OPT_TARGET_IS_ZERO: o->target_is_zero = true; break;
         case OPT_BITMAPS: o->bitmaps = true; break;
+        case OPT_SKIP_BROKEN: o->skip_broken = true; break;
         default: return cli_bad_option(c, argv);
         }
     }
+    /* As qemu-img did while it had -s: -l wins. */
+    if (dash_s && !dash_l)
+        o->snap_id_or_name = dash_s;
     return -1; /* go on */
 }
 
@@ -289,6 +356,10 @@ parse_args(int argc, char **argv, struct convert_opts *o)
 static int
 check_combinations(const struct convert_opts *o)
 {
+    if (o->skip_broken && !o->bitmaps) {
+        cli_error("Use of --skip-broken-bitmaps requires --bitmaps");
+        return -1;
+    }
     if (o->copy_offload && o->compress) {
         cli_error("Cannot enable copy offloading when -c is used");
         return -1;
@@ -319,17 +390,25 @@ check_combinations(const struct convert_opts *o)
 static int
 check_sources(const struct convert_opts *o, dimg_image *const *src, size_t n)
 {
-    if (o->snapshot) {
-        cli_error("Failed to load snapshot: Block format '%s' used by device '' does not support "
-                  "temporarily loading internal snapshots",
-                  dimg_get_format(src[0]));
+    int r = 0;
+    if (o->snap_id || o->snap_name) {
+        /* Only the first source shows the snapshot, as in qemu-img. */
+        r = dimg_snapshot_load(src[0], o->snap_id, o->snap_name);
+    } else if (o->snap_id_or_name) {
+        if (n > 1) {
+            cli_error("No support for concatenating multiple snapshot");
+            return -1;
+        }
+        r = dimg_snapshot_load(src[0], o->snap_id_or_name, NULL);
+        if (r == -ENOENT)
+            r = dimg_snapshot_load(src[0], NULL, o->snap_id_or_name);
+    }
+    if (r < 0) {
+        cli_error("Failed to load snapshot: %s", dimg_get_error());
         return -1;
     }
-    if (o->bitmaps) {
-        cli_error("Source lacks bitmap support");
+    if (o->bitmaps && cli_convert_check_bitmaps(src, n, o->skip_broken) < 0)
         return -1;
-    }
-    (void)n;
     return 0;
 }
 
@@ -399,6 +478,10 @@ cmd_convert(int argc, char **argv)
                    o.target_image_opts);
     if (!dst)
         goto out;
+    if (o.bitmaps && !dimg_bitmap_supported(dst)) {
+        cli_error("Format driver '%s' does not support bitmaps", dimg_get_format(dst));
+        goto out;
+    }
     if (o.skip_create && dimg_get_size(dst) < total) {
         cli_error("output file is smaller than input file");
         goto out;
@@ -425,6 +508,8 @@ cmd_convert(int argc, char **argv)
         cli_error("%s", dimg_get_error());
         goto out;
     }
+    if (o.bitmaps && cli_convert_copy_bitmaps(src[0], dst, o.skip_broken) < 0)
+        goto out;
     ret = 0;
 out:
     if (dst && dimg_close(dst) < 0 && ret == 0) {
@@ -435,5 +520,7 @@ out:
         dimg_close(src[i]);
     free(src);
     free(o.options);
+    free(o.snap_id);
+    free(o.snap_name);
     return ret;
 }

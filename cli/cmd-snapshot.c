@@ -1,11 +1,9 @@
 /*
  * snapshot: list, create, apply or delete internal snapshots (qemu-img's syntax).
  *
- * Internal snapshots are a format feature (DIMG_DRV_SNAPSHOTS).  No format
- * dimg has today stores them, so each action ends in the answer qemu-img gives
- * for a format without snapshots: -l lists nothing, -c/-a/-d fail with
- * qemu-img's messages.  The snap_* functions below are where a format's
- * snapshot operations plug in.
+ * Internal snapshots are a format feature (DIMG_DRV_SNAPSHOTS, qcow2); for
+ * other formats each action gives qemu-img's answer for a format without
+ * them: -l lists nothing, -c/-a/-d fail with qemu-img's messages.
  *
  * Exit codes: 0 success, 1 usage, open or snapshot error.
  */
@@ -42,12 +40,20 @@ snap_list(dimg_image *img)
     return 0;
 }
 
+/*
+ * qemu-img reports a failed create as "<errno> (<strerror>)"; a damaged image
+ * gets dimg's message instead, which names the file and the problem.
+ */
 static int
 snap_create(dimg_image *img, const char *name)
 {
-    (void)img;
-    int err = -ENOTSUP;
-    cli_error("Could not create snapshot '%s': %d (%s)", name, err, strerror(-err));
+    if (dimg_snapshot_create(img, name) == 0)
+        return 0;
+    int err = dimg_get_errno();
+    if (err == EBADMSG)
+        cli_error("Could not create snapshot '%s': %s", name, dimg_get_error());
+    else
+        cli_error("Could not create snapshot '%s': %d (%s)", name, -err, strerror(err));
     return 1;
 }
 
@@ -57,17 +63,21 @@ snap_apply(dimg_image *img, const char *name, const char *fmt, bool image_opts,
 {
     /* qemu's block layer reopens the image while looking for a snapshot
      * driver, so a probed raw image warns a second time. */
-    if ((img->flags & DIMG_OPEN_RDWR) && cli_probed_raw(img, fmt, image_opts, filename))
+    if (!has_snapshots(img) && (img->flags & DIMG_OPEN_RDWR) &&
+        cli_probed_raw(img, fmt, image_opts, filename))
         cli_warn_probed_raw(dimg_get_filename(img));
-    cli_error("Could not apply snapshot '%s': Block driver does not support snapshots", name);
+    if (dimg_snapshot_apply(img, name) == 0)
+        return 0;
+    cli_error("Could not apply snapshot '%s': %s", name, dimg_get_error());
     return 1;
 }
 
 static int
 snap_delete(dimg_image *img, const char *name)
 {
-    (void)img;
-    cli_error("Could not delete snapshot '%s': snapshot not found", name);
+    if (dimg_snapshot_delete(img, name) == 0)
+        return 0;
+    cli_error("Could not delete snapshot '%s': %s", name, dimg_get_error());
     return 1;
 }
 

@@ -246,6 +246,20 @@ int dimg_bitmap_clear(dimg_image *img, const char *name);
 int dimg_bitmap_set_enabled(dimg_image *img, const char *name, int enabled);
 /* Set in bitmap name of img every bit set in src_name of src (src may be img). */
 int dimg_bitmap_merge(dimg_image *img, const char *name, dimg_image *src, const char *src_name);
+/*
+ * Create, apply or delete an internal snapshot (image open read-write), as
+ * qemu-img snapshot -c/-a/-d: apply matches an id first, then a name; delete
+ * matches names only.  Each is atomic: a process killed meanwhile leaves the
+ * image as it was before or after.  Apply also sets the virtual size to the
+ * snapshot's.
+ */
+int dimg_snapshot_create(dimg_image *img, const char *name);
+int dimg_snapshot_apply(dimg_image *img, const char *name_or_id);
+int dimg_snapshot_delete(dimg_image *img, const char *name_or_id);
+/* Make a read-only image read the snapshot matching id and/or name (either
+ * may be NULL) instead of its active state; the virtual size stays (as qemu). */
+int dimg_snapshot_load(dimg_image *img, const char *id, const char *name);
+
 /* ---- consistency check ------------------------------------------------ */
 
 #define DIMG_CHECK_FIX_LEAKS  0x1u  /* check -r leaks */

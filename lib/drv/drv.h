@@ -70,6 +70,13 @@ struct dimg_driver {
     int (*check)(struct dimg_image *img, unsigned fix, struct dimg_check *out);
     /* Rewrite the backing file reference (backing NULL: none; backing_fmt may be NULL). */
     int (*change_backing)(struct dimg_image *img, const char *backing, const char *backing_fmt);
+    /* Internal snapshots (the image is open read-write; lookups as qemu-img's
+     * snapshot -a (id, then name) and -d (name)). */
+    int (*snapshot_create)(struct dimg_image *img, const char *name);
+    int (*snapshot_goto)(struct dimg_image *img, const char *name_or_id);
+    int (*snapshot_delete)(struct dimg_image *img, const char *name_or_id);
+    /* Read-only image: show the snapshot matching id and/or name (either NULL). */
+    int (*snapshot_load)(struct dimg_image *img, const char *id, const char *name);
     /* Writable image being closed: write back state kept in memory (qcow2
      * bitmaps), before the final flush. */
     int (*inactivate)(struct dimg_image *img);

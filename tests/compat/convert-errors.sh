@@ -13,7 +13,7 @@ for args in "" "s.raw" "nosuch.raw o.img" "-O foo s.raw o.img" "-f foo s.raw o.i
     "-m 4k s.raw o.img" "-Z s.raw o.img" "--bogus s.raw o.img" "-S x s.raw o.img" \
     "-S 100 s.raw o.img" "-S 17M s.raw o.img" "-S -1 s.raw o.img" "-r x s.raw o.img" \
     "-r -1 s.raw o.img" "-c s.raw o.img" "-B b.raw s.raw o.img" "-F raw s.raw o.img" \
-    "-l snap s.raw o.img" "-l snapshot.name=x s.raw o.img" "-s snap s.raw o.img" \
+    "-l snap s.raw o.img" "-l snapshot.name=x s.raw o.img" \
     "--bitmaps s.raw o.img" "-t foo s.raw o.img" "-T foo s.raw o.img" \
     "-T foo nosuch.raw o.img" "-C -c s.raw o.img" "-C -S 4k s.raw o.img" \
     "--target-is-zero s.raw o.img" "--target-image-opts s.raw o.img" "-n s.raw o.img" \

@@ -24,6 +24,7 @@ qcow2_snapshots_free(struct qcow2_state *s)
     for (uint32_t i = 0; i < s->nsnap; i++) {
         free(s->snaps[i].id);
         free(s->snaps[i].name);
+        free(s->snaps[i].extra);
     }
     free(s->snaps);
     s->snaps = NULL;
@@ -34,6 +35,7 @@ int
 qcow2_snapshots_load(struct dimg_image *img)
 {
     struct qcow2_state *s = dimg_image_state(img);
+    s->snapshots_size = 0;
     if (s->nb_snapshots == 0)
         return 0;
     s->snaps = calloc(s->nb_snapshots, sizeof *s->snaps);
@@ -58,7 +60,10 @@ qcow2_snapshots_load(struct dimg_image *img)
             r = dimg_error(EFBIG, "Too much extra metadata in snapshot table entry %" PRIu32, i);
             break;
         }
-        uint64_t entry = round_up_u64(SNAPSHOT_FIXED + (uint64_t)extra_len + id_len + name_len, 8);
+        uint64_t bytes = SNAPSHOT_FIXED + (uint64_t)extra_len + id_len + name_len;
+        uint64_t entry = round_up_u64(bytes, 8);
+        /* The table ends after the last entry's name, without its padding. */
+        s->snapshots_size = used + bytes;
         used += entry;
         if (used > SNAPSHOT_TABLE_MAX) {
             r = dimg_error(EFBIG, "Snapshot table too large");
@@ -71,7 +76,9 @@ qcow2_snapshots_load(struct dimg_image *img)
         }
         r = io_pread(img->file, rest, (size_t)extra_len + id_len + name_len, off + SNAPSHOT_FIXED);
         if (r == 0) {
+            /* Without the fields, the snapshot has the image's size and no icount. */
             sn->icount = -1;
+            sn->disk_size = img->size;
             if (extra_len >= 8)
                 sn->vm_state_size = load_be64(rest);
             if (extra_len >= 16)
@@ -80,9 +87,12 @@ qcow2_snapshots_load(struct dimg_image *img)
                 sn->icount = (int64_t)load_be64(rest + 16);
             sn->id = malloc((size_t)id_len + 1);
             sn->name = malloc((size_t)name_len + 1);
-            if (!sn->id || !sn->name) {
+            sn->extra = malloc(extra_len ? extra_len : 1);
+            sn->extra_len = extra_len;
+            if (!sn->id || !sn->name || !sn->extra) {
                 r = dimg_error(ENOMEM, "out of memory");
             } else {
+                memcpy(sn->extra, rest, extra_len);
                 memcpy(sn->id, rest + extra_len, id_len);
                 sn->id[id_len] = '\0';
                 memcpy(sn->name, rest + extra_len + id_len, name_len);
@@ -127,5 +137,74 @@ qcow2_snapshot_list(struct dimg_image *img, struct dimg_snapshot **out, size_t *
     }
     *out = v;
     *count = s->nsnap;
+    return 0;
+}
+
+int
+qcow2_snapshot_find(const struct qcow2_state *s, const char *id, const char *name)
+{
+    if (!id && !name)
+        return -1;
+    for (uint32_t i = 0; i < s->nsnap; i++) {
+        if ((!id || !strcmp(s->snaps[i].id, id)) && (!name || !strcmp(s->snaps[i].name, name)))
+            return (int)i;
+    }
+    return -1;
+}
+
+int
+qcow2_snapshot_l1_valid(struct dimg_image *img, const struct qcow2_snapshot *sn)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES)
+        return dimg_error(EFBIG, "Snapshot L1 table too large");
+    uint64_t end;
+    if ((sn->l1_offset & (s->cluster_size - 1)) ||
+        ckd_add_u64(&end, sn->l1_offset, (uint64_t)sn->l1_size * 8) || end > INT64_MAX ||
+        (sn->l1_size && sn->l1_offset == 0))
+        return dimg_error(EINVAL, "Snapshot L1 table offset invalid");
+    return 0;
+}
+
+int
+qcow2_snapshot_read_l1(struct dimg_image *img, const struct qcow2_snapshot *sn, uint64_t **out)
+{
+    int r = qcow2_snapshot_l1_valid(img, sn);
+    if (r < 0)
+        return r;
+    uint64_t *l1 = malloc(sn->l1_size ? (size_t)sn->l1_size * 8 : 1);
+    if (!l1)
+        return dimg_error(ENOMEM, "out of memory");
+    if (sn->l1_size && (r = io_pread(img->file, l1, (size_t)sn->l1_size * 8, sn->l1_offset)) < 0) {
+        free(l1);
+        return r;
+    }
+    for (uint32_t i = 0; i < sn->l1_size; i++)
+        l1[i] = load_be64(&l1[i]);
+    *out = l1;
+    return 0;
+}
+
+/*
+ * Show a snapshot instead of the active layer (read-only images: convert -l).
+ * As qemu, the virtual size stays the image's: only the mapping changes.
+ */
+int
+qcow2_snapshot_load_tmp(struct dimg_image *img, const char *id, const char *name)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    int i = qcow2_snapshot_find(s, id, name);
+    if (i < 0)
+        return dimg_error(ENOENT, "Can't find snapshot");
+    uint64_t *l1;
+    int r = qcow2_snapshot_read_l1(img, &s->snaps[i], &l1);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&s->lock);
+    free(s->l1);
+    s->l1 = l1;
+    s->l1_size = s->snaps[i].l1_size;
+    s->l1_offset = s->snaps[i].l1_offset;
+    pthread_mutex_unlock(&s->lock);
     return 0;
 }

@@ -75,6 +75,8 @@ struct qcow2_snapshot {
     uint64_t vm_state_size;
     uint64_t disk_size;
     int64_t icount;
+    uint8_t *extra;       /* the entry's raw extra data: unknown fields survive a rewrite */
+    uint32_t extra_len;
 };
 
 /* A header extension kept verbatim across header rewrites (bitmaps, unknown types). */
@@ -125,6 +127,7 @@ struct qcow2_state {
     uint64_t snapshots_offset;
     struct qcow2_snapshot *snaps; /* parsed table (qcow2-snapshot.c) */
     uint32_t nsnap;
+    uint64_t snapshots_size;  /* bytes the snapshot table occupies */
 
     char *data_file_name;
     uint64_t crypto_offset;     /* full disk encryption header extension; 0: none */
@@ -174,6 +177,18 @@ int qcow2_l2_flush(struct dimg_image *img);
 int qcow2_snapshots_load(struct dimg_image *img);
 void qcow2_snapshots_free(struct qcow2_state *s);
 int qcow2_snapshot_list(struct dimg_image *img, struct dimg_snapshot **out, size_t *count);
+/* Index of the snapshot matching id and/or name (either may be NULL), or -1. */
+int qcow2_snapshot_find(const struct qcow2_state *s, const char *id, const char *name);
+int qcow2_snapshot_load_tmp(struct dimg_image *img, const char *id, const char *name);
+/* Check a snapshot's L1 table location and size against the file. */
+int qcow2_snapshot_l1_valid(struct dimg_image *img, const struct qcow2_snapshot *sn);
+/* A snapshot's L1 table, host-endian, entries as stored (malloc'd). */
+int qcow2_snapshot_read_l1(struct dimg_image *img, const struct qcow2_snapshot *sn, uint64_t **out);
+
+/* qcow2-snapshot-write.c */
+int qcow2_snapshot_create(struct dimg_image *img, const char *name);
+int qcow2_snapshot_goto(struct dimg_image *img, const char *name_or_id);
+int qcow2_snapshot_delete(struct dimg_image *img, const char *name_or_id);
 
 /* qcow2-compress.c */
 int qcow2_decompress_cluster(struct dimg_image *img, uint64_t descriptor, uint8_t *out);
