@@ -1,11 +1,8 @@
 /*
  * amend: change format options of an existing image (qemu-img's syntax and
- * messages).
- *
- * Which options a format can change, and changing them, is format work: it
- * plugs into amend_supported()/amend_run() below.  No format dimg has today
- * supports amendment, so every path ends in qemu-img's answer for such a
- * format: "Format driver 'raw' does not support option amendment".
+ * messages).  The library checks the options against the format's table and
+ * applies them (dimg_amend); formats without a table answer "Format driver
+ * 'raw' does not support option amendment".
  *
  * Exit codes: 0 success (or -o help printed), 1 any error.
  */
@@ -15,32 +12,34 @@
 #include <string.h>
 
 #include "cmd.h"
-#include "drv/drv.h"
-
-/* Whether the format can amend options (and has a table of them for -o help). */
-static bool
-amend_supported(const struct dimg_driver *drv)
-{
-    (void)drv;
-    return false;
-}
+#include "progress.h"
 
 /* -o help for a format: qemu-img's print_amend_option_help(). */
 static int
 print_amend_help(const char *fmt)
 {
-    const struct dimg_driver *drv = driver_find(fmt);
-    if (!drv) {
-        cli_error("Unknown file format '%s'", fmt);
+    char *text;
+    if (dimg_amend_options_help(fmt, &text) < 0) {
+        cli_error("%s", dimg_get_error());
         return 1;
     }
-    if (!amend_supported(drv)) {
-        cli_error("Format driver '%s' does not support option amendment", fmt);
-        return 1;
-    }
-    /* The format's table of amendable options follows this line. */
-    printf("Amend options for '%s':\n", fmt);
+    fputs(text, stdout);
+    free(text);
     return 0;
+}
+
+/* qemu-img starts its progress line only once the options were accepted. */
+static bool progress_started;
+
+static void
+on_progress(double percent, void *opaque)
+{
+    (void)opaque;
+    if (!progress_started) {
+        progress_init(true, 1.0);
+        progress_started = true;
+    }
+    progress_set(percent);
 }
 
 /* qemu-img's check of one -o argument: not empty, no leading comma, and no
@@ -69,7 +68,7 @@ cmd_amend(int argc, char **argv)
     };
     const char *fmt = NULL, *cache = NULL;
     char *options = NULL;
-    bool progress = false, quiet = false, image_opts = false;
+    bool progress = false, quiet = false, image_opts = false, force = false;
     dimg_image *img = NULL;
     int c, ret = 1;
 
@@ -96,7 +95,7 @@ cmd_amend(int argc, char **argv)
                 goto done;
             break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
-        case OPT_FORCE: break; /* only matters to formats that can amend */
+        case OPT_FORCE: force = true; break;
         default: ret = cli_bad_option(c, argv); goto done;
         }
     }
@@ -126,13 +125,16 @@ cmd_amend(int argc, char **argv)
         ret = print_amend_help(dimg_get_format(img));
         goto out;
     }
-    if (!amend_supported(img->drv)) {
-        cli_error("Format driver '%s' does not support option amendment", dimg_get_format(img));
-        goto out;
-    }
-    /* Parsing the options against the format's table and applying them go here. */
+    progress_started = false;
+    if (dimg_amend(img, options, force ? DIMG_AMEND_FORCE : 0, progress ? on_progress : NULL,
+                   NULL) < 0)
+        cli_error("%s", dimg_get_error());
+    else
+        ret = 0;
 out:
-    if (progress) {
+    if (progress && progress_started) {
+        progress_end();
+    } else if (progress) {
         printf("\n");
         fflush(stdout);
     }

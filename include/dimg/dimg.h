@@ -126,6 +126,20 @@ int dimg_prealloc_parse(const char *name);
 int dimg_truncate(dimg_image *img, uint64_t size, enum dimg_prealloc prealloc, unsigned flags);
 
 /*
+ * Change format options of an image open read-write (qemu-img amend): options
+ * is -o syntax ("compat=0.10,refcount_bits=8").  -ENOTSUP "Format driver 'x'
+ * does not support option amendment" for formats that cannot.  Changes are
+ * applied one after the other, as qemu-img does: on failure the earlier ones
+ * stay applied.  progress (may be NULL) receives 0..100.
+ */
+#define DIMG_AMEND_FORCE 0x1u /* --force */
+int dimg_amend(dimg_image *img, const char *options, unsigned flags,
+               void (*progress)(double percent, void *opaque), void *opaque);
+/* qemu-img amend's -o help text for format ("Amend options for 'fmt':" ...);
+ * -EINVAL for an unknown format, -ENOTSUP when it cannot amend. */
+int dimg_amend_options_help(const char *format, char **text_out);
+
+/*
  * Copy len bytes from src to dst without passing them through this process
  * (copy_file_range), when both images store guest bytes linearly in their
  * files (raw).  -ENOTSUP when that is not possible; callers fall back to

@@ -93,6 +93,13 @@ struct dimg_opts {
 /* Parse "a=b,c=d" (",," is a literal comma) appending to opts; "help" and "?"
  * become key "help".  Returns 0 or -EINVAL with a qemu-img style message. */
 int opts_parse(struct dimg_opts *opts, const char *str);
+/* Call fn for every "key[=value]" of str in order, duplicates included (value
+ * NULL when absent); stops at and returns fn's first negative result. */
+int opts_parse_each(const char *str, int (*fn)(const char *key, const char *value, void *opaque),
+                    void *opaque);
+struct strbuf;
+/* One "  name=<type>   - help" line of an -o help listing. */
+void opts_help_line(struct strbuf *sb, const struct dimg_optdesc *d);
 void opts_free(struct dimg_opts *opts);
 /* Last value set for key, or NULL. */
 const char *opts_get(const struct dimg_opts *opts, const char *key);
@@ -105,6 +112,8 @@ int opts_validate(const struct dimg_opts *opts, const struct dimg_optdesc *const
 int opts_get_bool(const struct dimg_opts *opts, const char *key, bool def, bool *out);
 int opts_get_size(const struct dimg_opts *opts, const char *key, uint64_t def, uint64_t *out);
 int parse_bool(const char *s, bool *out);
+/* A number option ("refcount_bits=8"): 0 or -EINVAL. */
+int parse_number(const char *s, uint64_t *out);
 
 /* ---- helpers ---- */
 

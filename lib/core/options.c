@@ -1,6 +1,7 @@
 /* qemu-img style "-o key=value,..." lists, typed accessors and size parsing. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +136,38 @@ opts_parse(struct dimg_opts *opts, const char *str)
 }
 
 int
+opts_parse_each(const char *str, int (*fn)(const char *key, const char *value, void *opaque),
+                void *opaque)
+{
+    const char *p = str;
+    int r = 0;
+    while (*p && r == 0) {
+        char *key = take_token(&p, '='), *value = NULL;
+        bool oom = !key;
+        if (key && *p == '=') {
+            p++;
+            value = take_token(&p, '\0');
+            oom = !value;
+        }
+        if (*p == ',')
+            p++;
+        r = oom ? dimg_error(ENOMEM, "out of memory") : fn(key, value, opaque);
+        free(key);
+        free(value);
+    }
+    return r;
+}
+
+void
+opts_help_line(struct strbuf *sb, const struct dimg_optdesc *d)
+{
+    static const char *const type_names[] = { "size", "bool (on/off)", "str", "num" };
+    char left[64];
+    snprintf(left, sizeof left, "%s=<%s>", d->name, type_names[d->type]);
+    sb_append(sb, "  %-22s - %s\n", left, d->help);
+}
+
+int
 opts_validate(const struct dimg_opts *opts, const struct dimg_optdesc *const *tables,
               size_t ntables)
 {
@@ -175,6 +208,20 @@ parse_bool(const char *s, bool *out)
         return 0;
     }
     return -EINVAL;
+}
+
+/* qemu's number options: C integer syntax (decimal, 0x hex, 0 octal) with
+ * optional blanks and sign before it ("-8" wraps around) and nothing after. */
+int
+parse_number(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s || *end)
+        return -EINVAL;
+    *out = v;
+    return 0;
 }
 
 int

@@ -92,6 +92,13 @@ struct dimg_driver {
     /* src has the same driver. */
     int (*bitmap_merge)(struct dimg_image *img, const char *name, struct dimg_image *src,
                         const char *src_name);
+    /* qemu-img amend: the options that can be changed (NULL-name terminated,
+     * in -o help order); NULL: the format does not support amendment. */
+    const struct dimg_optdesc *amend_opts;
+    /* opts are validated against amend_opts (names and typed values); the
+     * image is open read-write.  progress (may be NULL) gets 0..100. */
+    int (*amend)(struct dimg_image *img, const struct dimg_opts *opts, bool force,
+                 void (*progress)(double percent, void *opaque), void *opaque);
 };
 
 /* registry.c */

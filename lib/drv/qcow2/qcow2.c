@@ -466,4 +466,6 @@ const struct dimg_driver dimg_drv_qcow2 = {
     .bitmap_set_enabled = qcow2_bitmap_set_enabled,
     .bitmap_merge = qcow2_bitmap_merge,
     .bitmap_can_store = qcow2_bitmap_can_store,
+    .amend_opts = qcow2_amend_opts,
+    .amend = qcow2_amend,
 };

@@ -280,6 +280,11 @@ int qcow2_bitmap_set_enabled(struct dimg_image *img, const char *name, bool enab
 int qcow2_bitmap_merge(struct dimg_image *img, const char *name, struct dimg_image *src,
                        const char *src_name);
 
+/* qcow2-amend.c */
+extern const struct dimg_optdesc qcow2_amend_opts[];
+int qcow2_amend(struct dimg_image *img, const struct dimg_opts *opts, bool force,
+                void (*progress)(double percent, void *opaque), void *opaque);
+
 /* qcow2-check.c */
 int qcow2_check(struct dimg_image *img, unsigned fix, struct dimg_check *out);
 /* qcow2-rebuild.c: refs[i] = references found for host cluster i */
