@@ -3,10 +3,10 @@
  * (qemu-img's syntax and messages).
  *
  * The base is the immediate backing file, or the one named by -b found in
- * the chain.  An image without a backing file (raw) stops there with
- * qemu-img's errors.  Copying the data and emptying the image afterwards
- * needs a writable format with backing files; that work plugs into
- * commit_run() below.
+ * the chain (-b implies -d: the images between would no longer match the
+ * base, so the top keeps its data).  An image without a backing file (raw)
+ * stops there with qemu-img's errors.  The copy and the emptying are the
+ * library's dimg_commit().
  *
  * Exit codes: 0 success, 1 any error.
  */
@@ -40,20 +40,22 @@ find_backing_image(dimg_image *img, const char *base)
     return found;
 }
 
-/*
- * Copy everything img's chain holds above base into base, then (unless drop)
- * empty img.  No format dimg writes has a backing file yet, so no chain
- * reaches here; formats with backing files implement it.
- */
+static void
+commit_progress(double percent, void *opaque)
+{
+    (void)opaque;
+    progress_set(percent);
+}
+
+/* Copy everything img's chain holds above base into base, then (unless drop) empty img. */
 static int
 commit_run(dimg_image *img, dimg_image *base, bool drop, int64_t rate_limit)
 {
-    (void)img;
-    (void)base;
-    (void)drop;
-    (void)rate_limit;
-    cli_error("Operation not supported");
-    return -ENOTSUP;
+    int r = dimg_commit(img, base, drop ? DIMG_COMMIT_DROP : 0, (uint64_t)rate_limit,
+                        commit_progress, NULL);
+    if (r < 0)
+        cli_error_lib("%s", "");
+    return r;
 }
 
 int

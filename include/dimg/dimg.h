@@ -91,6 +91,19 @@ uint32_t dimg_get_cluster_size(const dimg_image *img);
  */
 int dimg_change_backing_file(dimg_image *img, const char *backing, const char *backing_fmt);
 
+/*
+ * qemu-img commit: copy everything top's chain holds above base (an image of
+ * top's backing chain, e.g. dimg_get_backing(top)) into base, growing base to
+ * top's size when it is smaller; then, unless DIMG_COMMIT_DROP, empty top so
+ * it reads through to its backing file.  base is reopened read-write in place
+ * (the handle stays valid).  rate_limit: bytes per second, 0 = unlimited.
+ * progress (may be NULL) gets the percentage done.  Base data is flushed
+ * before top is emptied, so an interruption never changes top's content.
+ */
+#define DIMG_COMMIT_DROP 0x1u /* -d: leave top as it is */
+int dimg_commit(dimg_image *top, dimg_image *base, unsigned flags, uint64_t rate_limit,
+                void (*progress)(double percent, void *opaque), void *opaque);
+
 /* ---- I/O ------------------------------------------------------------- */
 
 int dimg_pread(dimg_image *img, void *buf, size_t len, uint64_t offset);

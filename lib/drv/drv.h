@@ -99,6 +99,9 @@ struct dimg_driver {
      * image is open read-write.  progress (may be NULL) gets 0..100. */
     int (*amend)(struct dimg_image *img, const struct dimg_opts *opts, bool force,
                  void (*progress)(double percent, void *opaque), void *opaque);
+    /* commit: drop everything this layer holds so that it reads through to
+     * its backing file (the image is open read-write). */
+    int (*make_empty)(struct dimg_image *img);
 };
 
 /* registry.c */

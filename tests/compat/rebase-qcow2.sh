@@ -2,7 +2,9 @@
 # rebase on qcow2: -u rewrites the first cluster byte for byte as qemu-img
 # does (every cluster size, both versions, data files, long names, removal);
 # safe mode keeps the guest view unchanged across a three-level chain, and
-# dimg's result maps like qemu-img's.
+# dimg's result maps like qemu-img's; options (-p, -t/-T, -f, -U), rebasing a
+# middle image, onto a raw base and onto a shorter base, and errors compare
+# with qemu-img run on a copy.
 . "$TEST_LIB"
 requires qemu-img qemu-io
 
@@ -55,4 +57,90 @@ for target in b1 none; do
     "$QEMU_IMG" info --output=json td.qcow2 | grep -v actual-size | sed 's/td.qcow2/tq.qcow2/' >info.d
     cmp -s info.q info.d || fail "rebase $target: info differs"
 done
+
+# ---- options and chain shapes, run in q/ (qemu-img) and d/ (dimg) ----------
+# b1 <- mid <- top (8M), new bases: qcow2, raw, and a shorter qcow2.
+mk_rb_chain() {
+    "$QEMU_IMG" create -q -f qcow2 b1.qcow2 8M
+    "$QEMU_IO" -c "write -P 1 0 8M" b1.qcow2 >/dev/null
+    "$QEMU_IMG" create -q -f qcow2 -b b1.qcow2 -F qcow2 mid.qcow2
+    "$QEMU_IO" -c "write -P 2 1M 2M" -c "write -z 4M 1M" mid.qcow2 >/dev/null
+    "$QEMU_IMG" create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2
+    "$QEMU_IO" -c "write -P 3 2M 64k" -c "write -z 6M 512" top.qcow2 >/dev/null
+    "$QEMU_IMG" create -q -f qcow2 nb.qcow2 8M
+    "$QEMU_IO" -c "write -P 1 0 4M" -c "write -P 9 4M 3M" nb.qcow2 >/dev/null
+    "$QEMU_IMG" convert -O raw nb.qcow2 nb.raw
+    "$QEMU_IMG" create -q -f qcow2 short.qcow2 3M
+    "$QEMU_IO" -c "write -P 1 0 3M" short.qcow2 >/dev/null
+}
+rm -rf w && mkdir w && (cd w && mk_rb_chain)
+"$QEMU_IMG" convert -O raw w/top.qcow2 view-top.raw
+"$QEMU_IMG" convert -O raw w/mid.qcow2 view-mid.raw
+
+# Progress keeps its first and last values (qemu-img's steps depend on its requests).
+norm_progress() {
+    tr '\r' '\n' | awk '
+        /^    \(.*\/100%\)$/ { if (!seen++) print; last = $0; next }
+        { if (last != "") print last; last = ""; print }
+        END { if (last != "") print last }'
+}
+
+n=0
+while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    n=$((n + 1))
+    eval "set -- $line"
+    img=${!#}
+    rm -rf q d && cp -a w q && cp -a w d
+    (cd q && "$QEMU_IMG" rebase "$@" >../q.r$n.out 2>../q.r$n.err; echo $? >../q.r$n.rc)
+    (cd d && "$DIMG" rebase "$@" >../d.r$n.out 2>../d.r$n.err; echo $? >../d.r$n.rc)
+    sed -i 's/^dimg: /qemu-img: /' "d.r$n.err"
+    for t in q d; do norm_progress <"$t.r$n.out" >"$t.r$n.tmp"; mv "$t.r$n.tmp" "$t.r$n.out"; done
+    before=$failures
+    same "r$n"
+    case $img in
+    *.qcow2) "$QEMU_IMG" check -q "d/$img" || fail "r$n: qemu-img check d/$img" ;;
+    esac
+    "$QEMU_IMG" compare -q "q/$img" "d/$img" || fail "r$n: d/$img reads unlike qemu-img's result"
+    case " $line " in
+    *" -u "*) unsafe=true ;;
+    *) unsafe=false ;;
+    esac
+    if ! $unsafe; then
+        "$QEMU_IMG" compare -q view-top.raw d/top.qcow2 || fail "r$n: the top's guest view changed"
+    fi
+    if ! $unsafe && [ "$img" = mid.qcow2 ]; then
+        "$QEMU_IMG" compare -q view-mid.raw d/mid.qcow2 || fail "r$n: mid's guest view changed"
+    fi
+    qi=$(cd q && "$QEMU_IMG" info --output=json "$img" | grep -v actual-size)
+    di=$(cd d && "$QEMU_IMG" info --output=json "$img" | grep -v actual-size)
+    [ "$qi" = "$di" ] || { fail "r$n: info of $img differs"; diff <(echo "$qi") <(echo "$di") | head >&2; }
+    qm=$("$QEMU_IMG" map --output=json "q/$img" | sed -E 's/, "offset": [0-9]+//')
+    dm=$("$QEMU_IMG" map --output=json "d/$img" | sed -E 's/, "offset": [0-9]+//')
+    [ "$qm" = "$dm" ] || { fail "r$n: map of $img differs"; diff <(echo "$qm") <(echo "$dm") | head >&2; }
+    [ "$failures" = "$before" ] || echo "  (case r$n: rebase $line)" >&2
+done <<'EOF'
+-p -b nb.qcow2 -F qcow2 top.qcow2
+-p -q -b nb.qcow2 -F qcow2 top.qcow2
+-t none -T none -b nb.qcow2 -F qcow2 top.qcow2
+-t writethrough -T unsafe -b nb.qcow2 -F qcow2 top.qcow2
+-t unsafe -T directsync -b b1.qcow2 -F qcow2 top.qcow2
+-f qcow2 -b nb.qcow2 -F qcow2 top.qcow2
+-b nb.qcow2 -F qcow2 mid.qcow2
+-b '' mid.qcow2
+-b nb.raw -F raw top.qcow2
+-b nb.raw -F raw mid.qcow2
+-b short.qcow2 -F qcow2 top.qcow2
+-b short.qcow2 -F qcow2 mid.qcow2
+-U -b nb.qcow2 -F qcow2 top.qcow2
+-U -u -b nb.qcow2 -F qcow2 top.qcow2
+-p -u -b nb.qcow2 -F qcow2 top.qcow2
+-b nb.qcow2 top.qcow2
+-b nosuch.qcow2 -F qcow2 top.qcow2
+-p -b nosuch.qcow2 -F qcow2 top.qcow2
+-b nb.qcow2 -F nosuchfmt top.qcow2
+-t bogus -b nb.qcow2 -F qcow2 top.qcow2
+-T bogus -b nb.qcow2 -F qcow2 top.qcow2
+-f raw -b nb.qcow2 -F qcow2 nb.raw
+EOF
 finish

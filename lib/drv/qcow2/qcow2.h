@@ -302,6 +302,9 @@ void qcow2_exts_free(struct qcow2_state *s);
 int qcow2_header_write(struct dimg_image *img);
 int qcow2_change_backing(struct dimg_image *img, const char *backing, const char *backing_fmt);
 
+/* qcow2-empty.c: commit's emptying of the active layer */
+int qcow2_make_empty(struct dimg_image *img);
+
 /* qcow2-crypto.c: validate the LUKS header (info opens) or refuse a bad extension */
 int qcow2_crypto_load(struct dimg_image *img);
 
