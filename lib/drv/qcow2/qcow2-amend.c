@@ -498,23 +498,6 @@ write_new_refcounts(struct dimg_image *img, const struct new_rc *nr, const struc
     return r;
 }
 
-/* Drop the cached refcount state and load the structure the header names. */
-static int
-reload_refcounts(struct dimg_image *img)
-{
-    struct qcow2_state *s = dimg_image_state(img);
-    for (unsigned i = 0; i < QCOW2_RB_CACHE_SLOTS; i++) {
-        s->rb_cache[i].offset = 0;
-        s->rb_cache[i].dirty = false;
-    }
-    free(s->reftable);
-    s->reftable = NULL;
-    s->reftable_dirty = false;
-    s->reftable_written_offset = s->refcount_table_offset;
-    s->cbyte = 0;
-    return qcow2_refcount_init(img);
-}
-
 static int
 change_refcount_order(struct dimg_image *img, uint32_t order, const struct progress *p)
 {
@@ -546,7 +529,7 @@ change_refcount_order(struct dimg_image *img, uint32_t order, const struct progr
     s->refcount_order = order;
     s->refcount_table_offset = nr.table_off;
     s->refcount_table_clusters = (uint32_t)nr.table_clusters;
-    if ((r = reload_refcounts(img)) == 0 && (r = qcow2_header_write(img)) == 0) {
+    if ((r = qcow2_refcount_reload(img)) == 0 && (r = qcow2_header_write(img)) == 0) {
         /* Switched: the old table and blocks are now merely leaked.  Free them. */
         for (uint64_t i = 0; i < old_tclusters && r == 0; i++)
             r = qcow2_refcount_update(img, (old_toff >> s->cluster_bits) + i, -1, 0);
@@ -562,7 +545,7 @@ change_refcount_order(struct dimg_image *img, uint32_t order, const struct progr
     s->refcount_order = old_order;
     s->refcount_table_offset = old_toff;
     s->refcount_table_clusters = old_tclusters;
-    reload_refcounts(img);
+    qcow2_refcount_reload(img);
 out:
     free(old_blocks);
     free(nr.used);

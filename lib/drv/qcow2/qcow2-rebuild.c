@@ -16,39 +16,6 @@
 #include "drv/qcow2/qcow2.h"
 #include "util/endian.h"
 
-static void
-set_refcount(unsigned order, uint8_t *b, uint64_t i, uint64_t v)
-{
-    switch (order) {
-    case 3: b[i] = (uint8_t)v; break;
-    case 4: store_be16(b + i * 2, (uint16_t)v); break;
-    case 5: store_be32(b + i * 4, (uint32_t)v); break;
-    case 6: store_be64(b + i * 8, v); break;
-    default: {
-        unsigned bits = 1u << order;
-        uint64_t bit = i * bits;
-        uint8_t mask = (uint8_t)(((1u << bits) - 1) << (bit % 8));
-        b[bit / 8] = (uint8_t)((b[bit / 8] & ~mask) | ((v << (bit % 8)) & mask));
-    }
-    }
-}
-
-/* Make the refcount module reload the (new) table from disk. */
-static int
-reload_refcounts(struct dimg_image *img)
-{
-    struct qcow2_state *s = dimg_image_state(img);
-    for (unsigned i = 0; i < QCOW2_RB_CACHE_SLOTS; i++) {
-        s->rb_cache[i].offset = 0;
-        s->rb_cache[i].dirty = false;
-    }
-    free(s->reftable);
-    s->reftable = NULL;
-    s->reftable_dirty = false;
-    s->reftable_written_offset = s->refcount_table_offset;
-    return qcow2_refcount_init(img);
-}
-
 /* Clusters in use: counted by the check, or taken by the new structure. */
 struct space {
     const uint32_t *refs;
@@ -140,7 +107,7 @@ qcow2_rebuild_refcounts(struct dimg_image *img, const uint32_t *refs, uint64_t n
             uint64_t cl = bi * per_block + j;
             uint64_t v = cl < n_refs && refs[cl] ? refs[cl] : cl < sp.cap && sp.taken[cl];
             if (v)
-                set_refcount(s->refcount_order, block, j, v);
+                qcow2_rb_entry_set(s->refcount_order, block, j, v);
         }
         uint64_t off = boff[bi] << s->cluster_bits;
         if ((r = io_pwrite(img->file, block, s->cluster_size, off)) < 0)
@@ -158,7 +125,7 @@ qcow2_rebuild_refcounts(struct dimg_image *img, const uint32_t *refs, uint64_t n
         goto out;
     s->refcount_table_offset = toff;
     s->refcount_table_clusters = (uint32_t)tclusters;
-    r = reload_refcounts(img);
+    r = qcow2_refcount_reload(img);
 out:
     free(table);
     free(block);

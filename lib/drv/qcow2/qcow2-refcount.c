@@ -405,3 +405,23 @@ qcow2_refcount_free(struct qcow2_state *s)
     free(s->reftable);
     free(s->pending_free);
 }
+
+/* After a new refcount structure was switched in (rebuild, amend, snapshot
+ * transactions): forget every cached block and load the table the header
+ * names.  Compressed writes start a fresh cluster. */
+int
+qcow2_refcount_reload(struct dimg_image *img)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    for (unsigned i = 0; i < QCOW2_RB_CACHE_SLOTS; i++) {
+        s->rb_cache[i].offset = 0;
+        s->rb_cache[i].dirty = false;
+    }
+    free(s->reftable);
+    s->reftable = NULL;
+    s->reftable_dirty = false;
+    s->reftable_written_offset = s->refcount_table_offset;
+    s->cbyte = 0;
+    s->cbyte_counted = false;
+    return qcow2_refcount_init(img);
+}

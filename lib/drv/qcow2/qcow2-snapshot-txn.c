@@ -528,19 +528,9 @@ reload(struct qcow2_txn *t)
     s->l1_dirty_lo = s->l1_dirty_hi = 0;
     t->img->size = t->size;
     qcow2_l2_cache_free(s); /* freed tables may have been reused */
-    for (unsigned i = 0; i < QCOW2_RB_CACHE_SLOTS; i++) {
-        s->rb_cache[i].offset = 0;
-        s->rb_cache[i].dirty = false;
-    }
-    free(s->reftable);
-    s->reftable = NULL;
     s->refcount_table_offset = t->rt_off;
     s->refcount_table_clusters = (uint32_t)t->rt_clusters;
-    s->reftable_written_offset = t->rt_off;
-    s->reftable_dirty = false;
-    s->cbyte = 0;
-    s->cbyte_counted = false;
-    int r = qcow2_refcount_init(t->img);
+    int r = qcow2_refcount_reload(t->img);
     qcow2_snapshots_free(s);
     s->nb_snapshots = t->nb_snapshots;
     s->snapshots_offset = t->snapshots_offset;

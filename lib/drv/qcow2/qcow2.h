@@ -231,6 +231,8 @@ qcow2_rb_entry_set(unsigned order, uint8_t *b, uint64_t i, uint64_t v)
 
 /* qcow2-refcount.c */
 int qcow2_refcount_init(struct dimg_image *img);
+/* Drop cached refcount state and load the structure the header names. */
+int qcow2_refcount_reload(struct dimg_image *img);
 void qcow2_refcount_free(struct qcow2_state *s);
 int qcow2_rb_get(struct dimg_image *img, uint64_t off, uint8_t **block);
 int qcow2_rb_flush(struct dimg_image *img);
