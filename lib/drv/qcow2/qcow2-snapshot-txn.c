@@ -388,7 +388,7 @@ place_refcounts(struct qcow2_txn *t)
         for (uint64_t ti = 0; ti < t->nblk; ti++) {
             if (!t->blk[ti] || t->blk_off[ti])
                 continue;
-            uint64_t off;
+            uint64_t off = 0;
             int r = qcow2_txn_alloc(t, 1, &off);
             if (r < 0)
                 return r;
