@@ -51,8 +51,7 @@ struct commit_state {
     uint64_t ext_end;          /* end of the current extent */
     enum job_kind ext_kind;    /* its kind (JOB_NONE: nothing to copy) */
     uint64_t total, done;      /* progress: bytes to copy, bytes copied */
-    uint64_t rate_bytes;
-    struct timespec start;
+    struct engine_rate rate;
     int error;
     char *errmsg;
 };
@@ -128,28 +127,6 @@ record_error(struct commit_state *s, int r)
     }
 }
 
-/* Sleep until the bytes written so far are due at the -r rate. */
-static void
-rate_limit(struct commit_state *s, uint64_t bytes)
-{
-    if (!s->rate_limit)
-        return;
-    pthread_mutex_lock(&s->lock);
-    s->rate_bytes += bytes;
-    double due = (double)s->rate_bytes / (double)s->rate_limit;
-    pthread_mutex_unlock(&s->lock);
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double elapsed = (double)(now.tv_sec - s->start.tv_sec) +
-                     (double)(now.tv_nsec - s->start.tv_nsec) / 1e9;
-    if (due > elapsed) {
-        double d = due - elapsed;
-        struct timespec ts = { (time_t)d, (long)((d - (double)(time_t)d) * 1e9) };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-            ;
-    }
-}
-
 static int
 run_job(struct commit_state *s, const struct job *j, uint8_t *buf)
 {
@@ -163,7 +140,7 @@ run_job(struct commit_state *s, const struct job *j, uint8_t *buf)
     r = dimg_pwrite(s->base, buf, (size_t)j->len, j->off);
     if (r < 0)
         return dimg_error_prefix("error while writing: ");
-    rate_limit(s, j->len);
+    engine_rate_wait(&s->rate, j->len);
     return 0;
 }
 
@@ -254,7 +231,7 @@ copy_down(struct commit_state *s)
     if (s->progress)
         s->progress(0.0, s->opaque);
     pthread_mutex_init(&s->lock, NULL);
-    clock_gettime(CLOCK_MONOTONIC, &s->start);
+    engine_rate_start(&s->rate, s->rate_limit);
     convert_run_workers(worker, s, COMMIT_THREADS);
     pthread_mutex_destroy(&s->lock);
     if (s->error == 0 && s->progress)

@@ -67,9 +67,7 @@ struct convert_state {
     char *errmsg;            /* its message, re-recorded on the caller's thread */
     uint64_t total_sectors;  /* progress denominator */
     uint64_t done_sectors;
-    /* rate limiting */
-    struct timespec start;
-    uint64_t rate_bytes;
+    struct engine_rate rate;
 };
 
 static uint64_t
@@ -260,28 +258,6 @@ set_error(struct convert_state *s, int r)
     pthread_cond_broadcast(&s->turn_cv);
 }
 
-static void
-rate_limit(struct convert_state *s, uint64_t bytes)
-{
-    uint64_t rate = s->p->rate_limit;
-    if (!rate)
-        return;
-    pthread_mutex_lock(&s->lock);
-    s->rate_bytes += bytes;
-    double due = (double)s->rate_bytes / (double)rate;
-    pthread_mutex_unlock(&s->lock);
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double elapsed = (double)(now.tv_sec - s->start.tv_sec) +
-                     (double)(now.tv_nsec - s->start.tv_nsec) / 1e9;
-    if (due > elapsed) {
-        double d = due - elapsed;
-        struct timespec ts = { (time_t)d, (long)((d - (double)(time_t)d) * 1e9) };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-            ;
-    }
-}
-
 /* Read a job's data; the padding past a source's end reads as zeros. */
 static int
 read_job(struct convert_state *s, const struct job *j, uint8_t *buf)
@@ -393,7 +369,7 @@ worker(void *opaque)
         size_t nseg = 0;
         bool offloaded = false;
         if (j.kind == JOB_DATA) {
-            rate_limit(s, j.len);
+            engine_rate_wait(&s->rate, j.len);
             if (p->copy_offload && !s->no_offload) {
                 /* -C: the kernel copies; data is not read, so zeros in it are copied too. */
                 int c = dimg_copy_range(p->src[j.src], j.src_off, p->dst, j.out_off, j.len);
@@ -527,7 +503,7 @@ engine_convert(const struct convert_params *p)
         if (r < 0)
             return r;
     }
-    clock_gettime(CLOCK_MONOTONIC, &s.start);
+    engine_rate_start(&s.rate, p->rate_limit);
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.turn_cv, NULL);
 
