@@ -41,6 +41,8 @@ check_extent(struct vmdk_extent *e, uint32_t *gt)
         return (int)size;
     bool zero_marker = e->flags & VMDK4_FLAG_ZERO_GRAIN;
     for (uint32_t d = 0; d < e->gd_entries; d++) {
+        if (e->length == 0 || d > (e->length - 1) / ((uint64_t)e->num_gtes * e->grain_bytes))
+            break;  /* tables past the capacity are not looked at */
         if (e->gd[d] == 0)
             continue;
         int r = read_gt(e, (uint64_t)e->gd[d] * VMDK_SECTOR, (uint64_t)size, gt);
@@ -60,7 +62,7 @@ check_extent(struct vmdk_extent *e, uint32_t *gt)
             }
         }
     }
-    return 0;
+    return e->cowd ? vmdk_cowd_check_reach(e) : 0;
 }
 
 int

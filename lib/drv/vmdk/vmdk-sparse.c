@@ -135,14 +135,22 @@ vmdk_sparse_free(struct vmdk_extent *e)
     free(e->gt);
 }
 
-/* The grain table entry for the grain holding extent offset off (0: none). */
+/*
+ * The grain table entry for the grain holding extent offset off (0: none).
+ * A COWD directory may be shorter than its capacity: there the entry is 0
+ * and VMDK_GTE_BEYOND_GD is returned.
+ */
 static int
 gte_get(struct vmdk_extent *e, uint64_t off, uint32_t *entry)
 {
     uint64_t grain = off / e->grain_bytes;
     uint64_t gdi = grain / e->num_gtes;
-    if (gdi >= e->gd_entries)
+    if (gdi >= e->gd_entries) {
+        *entry = 0;
+        if (e->cowd) /* held entries end where the file does; the rest read as 0 */
+            return gdi < e->gd_slots ? 0 : VMDK_GTE_BEYOND_GD;
         return dimg_error(EINVAL, "Grain directory index out of range");
+    }
     uint64_t gt_sector = e->gd[gdi];
     if (gt_sector == 0) {
         *entry = 0;
@@ -170,10 +178,16 @@ gte_set(struct vmdk_extent *e, uint64_t off, uint32_t sector)
     uint32_t idx = (uint32_t)(grain % e->num_gtes);
     uint8_t le[4];
     store_le32(le, sector);
-    if (e->gd[gdi] == 0)
+    int r = 0;
+    if (e->cowd)
+        r = gdi < e->gd_entries && e->gd[gdi] ? vmdk_cowd_before_gte_write(e, gdi)
+                                              : vmdk_cowd_new_gt(e, gdi);
+    else if (e->gd[gdi] == 0)
         return dimg_error(ENOTSUP, "Could not write to '%s': grain table not allocated",
                           e->path);
-    int r = io_pwrite(e->file, le, 4, (uint64_t)e->gd[gdi] * VMDK_SECTOR + idx * 4u);
+    if (r < 0)
+        return r;
+    r = io_pwrite(e->file, le, 4, (uint64_t)e->gd[gdi] * VMDK_SECTOR + idx * 4u);
     if (r == 0 && e->rgd && e->rgd[gdi])
         r = io_pwrite(e->file, le, 4, (uint64_t)e->rgd[gdi] * VMDK_SECTOR + idx * 4u);
     if (r == 0 && e->gt_index == (int64_t)gdi)
@@ -236,6 +250,7 @@ vmdk_sparse_read(struct dimg_image *img, struct vmdk_extent *e, uint8_t *buf, si
         r = gte_get(e, off, &gte);
         if (r < 0)
             goto out;
+        /* beyond a COWD directory: read like an unallocated grain, as qemu does */
         if (gte == 0) {
             r = image_read_backing(img, buf, n, e->start + off);
         } else if (gte == VMDK_GTE_ZEROED && (e->flags & VMDK4_FLAG_ZERO_GRAIN)) {
@@ -269,6 +284,8 @@ vmdk_sparse_status(struct vmdk_extent *e, uint64_t off, uint64_t len, struct dim
     int r = gte_get(e, off, &first);
     if (r < 0)
         return r;
+    if (r == VMDK_GTE_BEYOND_GD)
+        return dimg_error(EIO, "Input/output error");
     bool zero = first == VMDK_GTE_ZEROED && (e->flags & VMDK4_FLAG_ZERO_GRAIN);
     uint64_t in = off % e->grain_bytes;
     uint64_t host = (uint64_t)first * VMDK_SECTOR + in;
@@ -288,6 +305,8 @@ vmdk_sparse_status(struct vmdk_extent *e, uint64_t off, uint64_t len, struct dim
         r = gte_get(e, off + run, &g);
         if (r < 0)
             return r;
+        if (r == VMDK_GTE_BEYOND_GD)
+            break;
         bool same;
         if (first == 0 || zero || is_compressed(e))
             same = g == first;
@@ -409,6 +428,8 @@ vmdk_sparse_write(struct dimg_image *img, struct vmdk_extent *e, const uint8_t *
         size_t n = (size_t)min_u64(len, e->grain_bytes - in);
         uint32_t gte = 0;
         r = gte_get(e, off, &gte);
+        if (r == VMDK_GTE_BEYOND_GD)
+            r = dimg_error(EINVAL, "Invalid argument");
         if (r < 0)
             goto out;
         bool zeroed = gte == VMDK_GTE_ZEROED && (e->flags & VMDK4_FLAG_ZERO_GRAIN);
@@ -470,6 +491,8 @@ vmdk_sparse_zero(struct dimg_image *img, struct vmdk_extent *e, uint64_t off, ui
         size_t n = (size_t)min_u64(len, grain_len - in);
         uint32_t gte = 0;
         r = gte_get(e, off, &gte);
+        if (r == VMDK_GTE_BEYOND_GD)
+            r = dimg_error(EINVAL, "Invalid argument");
         if (r < 0)
             break;
         bool reads_zero = (gte == VMDK_GTE_ZEROED && zero_grains) || (gte == 0 && !img->backing);

@@ -1,6 +1,7 @@
 /*
- * vmdk: probing, opening (descriptor file or sparse file with an embedded
- * descriptor), routing guest I/O to extents, block status and info.
+ * vmdk: probing, opening (descriptor file, sparse file with an embedded
+ * descriptor, or a COWD file on its own), routing guest I/O to extents,
+ * block status and info.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,12 +12,13 @@
 #include "util/checked.h"
 #include "util/endian.h"
 
-/* A sparse header, or a text descriptor whose first real line is "version=". */
+/* A sparse header (hosted or COWD), or a text descriptor whose first real
+ * line is "version=". */
 static int
 vmdk_probe(const uint8_t *head, size_t len, const char *filename)
 {
     (void)filename;
-    if (len >= 4 && load_le32(head) == VMDK4_MAGIC)
+    if (len >= 4 && (load_le32(head) == VMDK4_MAGIC || load_le32(head) == VMDK_COWD_MAGIC))
         return 100;
     size_t i = 0;
     while (i < len) {
@@ -78,8 +80,6 @@ open_desc_extent(struct dimg_image *img, const struct vmdk_desc_extent *d,
         return dimg_error(EFBIG, "Could not refresh total sector count: File too large");
     e->length = d->sectors * VMDK_SECTOR;
     e->type_name = d->type;
-    if (strcmp(d->type, "VMFSSPARSE") == 0 || strcmp(d->type, "SESPARSE") == 0)
-        return dimg_error(ENOTSUP, "Unsupported extent type '%s'", d->type);
     e->path = backing_resolve(img->filename, d->filename);
     if (!e->path)
         return dimg_error(ENOMEM, "out of memory");
@@ -90,21 +90,22 @@ open_desc_extent(struct dimg_image *img, const struct vmdk_desc_extent *d,
     if (r < 0)
         return r;
     e->owns_file = true;
-    if (strcmp(d->type, "SPARSE") != 0) {
+    if (strcmp(d->type, "SESPARSE") == 0)
+        return vmdk_sesparse_refuse(e);
+    if (strcmp(d->type, "SPARSE") != 0 && strcmp(d->type, "VMFSSPARSE") != 0) {
         e->type = VMDK_EXT_FLAT;
         if (d->offset > VMDK_MAX_BYTES / VMDK_SECTOR)
             return dimg_error(EFBIG, "Invalid extent offset in '%s'", img->filename);
         e->flat_offset = d->offset * VMDK_SECTOR;
         return 0;
     }
+    /* Either sparse layout may stand behind either type name: the magic decides. */
     e->type = VMDK_EXT_SPARSE;
     uint8_t hdr[VMDK_SECTOR];
     r = io_pread(e->file, hdr, sizeof hdr, 0);
-    if (r == 0)
-        r = vmdk_sparse_open(e, hdr);
     if (r < 0)
         return r;
-    return 0;
+    return load_le32(hdr) == VMDK_COWD_MAGIC ? vmdk_cowd_open(e) : vmdk_sparse_open(e, hdr);
 }
 
 static int
@@ -134,9 +135,9 @@ read_text(struct dimg_io *io, uint64_t off, uint64_t len, struct vmdk_desc *out,
 static bool
 known_create_type(const char *t)
 {
-    static const char *const types[] = { "monolithicSparse", "monolithicFlat",
-                                         "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
-                                         "streamOptimized", "vmfs", "vmfsSparse", NULL };
+    /* The types qemu-img 7.2 opens from a separate descriptor (observed). */
+    static const char *const types[] = { "monolithicFlat", "vmfs", "vmfsSparse", "seSparse",
+                                         "twoGbMaxExtentSparse", "twoGbMaxExtentFlat", NULL };
     for (size_t i = 0; types[i]; i++)
         if (strcmp(t, types[i]) == 0)
             return true;
@@ -172,21 +173,29 @@ open_descriptor(struct dimg_image *img, struct vmdk_state *s, int64_t fsize)
     return 0;
 }
 
+/* The one sparse extent of an image file without a separate descriptor. */
 static int
-open_embedded(struct dimg_image *img, struct vmdk_state *s, const uint8_t *hdr)
+single_extent(struct dimg_image *img, struct vmdk_state *s, struct vmdk_extent **out)
 {
     s->ext = calloc(1, sizeof *s->ext);
     if (!s->ext)
         return dimg_error(ENOMEM, "out of memory");
     s->n_extents = 1;
-    struct vmdk_extent *e = &s->ext[0];
+    struct vmdk_extent *e = *out = &s->ext[0];
     e->type = VMDK_EXT_SPARSE;
     e->type_name = "";
     e->file = img->file;
     e->path = strdup(img->filename);
-    if (!e->path)
-        return dimg_error(ENOMEM, "out of memory");
-    int r = vmdk_sparse_open(e, hdr);
+    return e->path ? 0 : dimg_error(ENOMEM, "out of memory");
+}
+
+static int
+open_embedded(struct dimg_image *img, struct vmdk_state *s, const uint8_t *hdr)
+{
+    struct vmdk_extent *e;
+    int r = single_extent(img, s, &e);
+    if (r == 0)
+        r = vmdk_sparse_open(e, hdr);
     if (r < 0)
         return r;
     uint64_t cap, doff, dsize;
@@ -195,6 +204,21 @@ open_embedded(struct dimg_image *img, struct vmdk_state *s, const uint8_t *hdr)
     s->desc.parent_cid = UINT32_MAX;
     if (doff && dsize && doff < UINT64_MAX / VMDK_SECTOR && dsize < UINT64_MAX / VMDK_SECTOR)
         r = read_text(img->file, doff * VMDK_SECTOR, dsize * VMDK_SECTOR, &s->desc, true);
+    img->size = e->length;
+    return r;
+}
+
+/* A COWD file opened directly: one extent, and the descriptor qemu reads from it. */
+static int
+open_bare_cowd(struct dimg_image *img, struct vmdk_state *s)
+{
+    struct vmdk_extent *e;
+    int r = single_extent(img, s, &e);
+    if (r < 0)
+        return r;
+    r = vmdk_cowd_open(e);
+    if (r == 0)
+        r = vmdk_cowd_bare_desc(img->file, img->filename, &s->desc);
     img->size = e->length;
     return r;
 }
@@ -211,6 +235,8 @@ vmdk_open(struct dimg_image *img)
         goto fail;
     if (load_le32(hdr) == VMDK4_MAGIC)
         r = open_embedded(img, s, hdr);
+    else if (load_le32(hdr) == VMDK_COWD_MAGIC)
+        r = open_bare_cowd(img, s);
     else
         r = open_descriptor(img, s, fsize);
     if (r < 0)
@@ -421,10 +447,24 @@ add_string(struct dimg_value *o, const char *key, const char *val)
         v->v.s = strdup(val);
 }
 
+static uint32_t
+extent_grain(const struct vmdk_extent *e)
+{
+    return e->type == VMDK_EXT_SPARSE ? e->grain_bytes : 0;
+}
+
 static int
 vmdk_info(struct dimg_image *img, struct dimg_info *out)
 {
     struct vmdk_state *s = dimg_image_state(img);
+    /* qemu has no cluster size (and so no dirty flag) for extents whose
+     * grains differ, flat extents counting as grains of 0. */
+    for (size_t i = 1; i < s->n_extents; i++) {
+        if (extent_grain(&s->ext[i]) != extent_grain(&s->ext[0])) {
+            out->cluster_size = 0;
+            out->dirty_flag = -1;
+        }
+    }
     /* qemu counts the extent files' allocation too. */
     for (size_t i = 0; i < s->n_extents && out->actual_size >= 0; i++) {
         if (!s->ext[i].owns_file)

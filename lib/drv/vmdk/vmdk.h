@@ -15,6 +15,7 @@
 
 #define VMDK_SECTOR 512u
 #define VMDK4_MAGIC 0x564d444bu /* "KDMV" read as a little-endian u32 */
+#define VMDK_COWD_MAGIC 0x44574f43u /* "COWD" read as a little-endian u32 */
 #define VMDK_GD_AT_END UINT64_MAX
 
 #define VMDK4_FLAG_NL_DETECT  0x1u
@@ -24,6 +25,8 @@
 #define VMDK4_FLAG_MARKER     0x20000u
 
 #define VMDK_GTE_ZEROED 1u
+/* gte_get's answer for a COWD grain its grain directory does not reach. */
+#define VMDK_GTE_BEYOND_GD 1
 
 /* Sanity limits on untrusted header fields. */
 #define VMDK_MAX_GRAIN_SECTORS 65536u   /* 32 MiB grains */
@@ -72,6 +75,12 @@ struct vmdk_extent {
     uint64_t alloc_end;               /* bytes: where the next grain goes */
     uint32_t *gt;                     /* one cached grain table, host order */
     int64_t gt_index;                 /* its GD index, -1 none */
+    /* ESX Server sparse (COWD): 32-bit header, 4096-entry grain tables */
+    bool cowd;
+    uint32_t gd_slots;                /* directory entries the header declares: gd holds
+                                         the first gd_entries, the rest lie past the end
+                                         of the file and read as 0 */
+    uint32_t free_sector;             /* the header's next-free-sector field */
 };
 
 struct vmdk_state {
@@ -100,6 +109,20 @@ int vmdk_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, 
 /* Decode a sparse header (512 bytes) into e's fields. */
 int vmdk_sparse_header(struct vmdk_extent *e, const uint8_t *h, uint64_t *capacity,
                        uint64_t *desc_off, uint64_t *desc_size);
+
+/* vmdk-cowd.c */
+/* Open a COWD extent (e->file set): header, bounds, grain directory. */
+int vmdk_cowd_open(struct vmdk_extent *e);
+/* A new empty grain table for directory entry gdi, appended to the file. */
+int vmdk_cowd_new_gt(struct vmdk_extent *e, uint64_t gdi);
+/* Checks and header upkeep before a grain table entry of gdi is written. */
+int vmdk_cowd_before_gte_write(struct vmdk_extent *e, uint64_t gdi);
+/* check: report the first sector the directory does not reach (-EPERM), else 0. */
+int vmdk_cowd_check_reach(const struct vmdk_extent *e);
+/* The descriptor qemu finds inside a COWD file opened on its own. */
+int vmdk_cowd_bare_desc(struct dimg_io *file, const char *filename, struct vmdk_desc *out);
+/* SESPARSE extent (e->file open): always an error, qemu's text where it has one. */
+int vmdk_sesparse_refuse(struct vmdk_extent *e);
 
 /* vmdk-check.c */
 int vmdk_check(struct dimg_image *img, unsigned fix, struct dimg_check *out);
