@@ -168,6 +168,9 @@ int dimg_copy_range(dimg_image *src, uint64_t src_offset, dimg_image *dst, uint6
 #define DIMG_EXTENT_DATA       0x04u /* host storage holds data (may be zeros) */
 #define DIMG_EXTENT_OFFSET     0x08u /* host_offset is valid */
 #define DIMG_EXTENT_COMPRESSED 0x10u
+/* With DIMG_EXTENT_DATA: the host storage is a hole (or past its end), so the
+ * run reads as zeros (DIMG_EXTENT_ZERO is set too) although it is allocated. */
+#define DIMG_EXTENT_HOLE       0x20u
 
 struct dimg_extent {
     uint64_t offset;      /* guest offset */

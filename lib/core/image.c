@@ -429,15 +429,21 @@ dimg_block_status(dimg_image *img, uint64_t off, uint64_t len, struct dimg_exten
             out->file_owner = img;
         return 0;
     }
+    /* Not allocated here, but host space may be reserved for it (an
+     * unallocated subcluster of an allocated qcow2 cluster): qemu shows that
+     * offset when nothing below covers the run. */
+    unsigned reserved = out->flags & DIMG_EXTENT_OFFSET;
+    if (reserved && !out->file_owner)
+        out->file_owner = img;
     struct dimg_image *b = img->backing;
     if (!b) {
-        out->flags = DIMG_EXTENT_ZERO;
+        out->flags = DIMG_EXTENT_ZERO | reserved;
         return 0;
     }
     if (off >= b->size) {
         /* Past the end of the backing file: qemu reports it at this layer
          * (depth 0 here), not at the backing file's. */
-        out->flags = DIMG_EXTENT_ZERO;
+        out->flags = DIMG_EXTENT_ZERO | reserved;
         return 0;
     }
     uint64_t sub_len = min_u64(out->length, b->size - off);

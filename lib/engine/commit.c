@@ -71,7 +71,9 @@ extent_kind(const struct commit_state *s, const struct dimg_extent *e)
                                                                               : JOB_NONE;
     if (e->depth >= s->base_depth)
         return JOB_NONE;
-    return (e->flags & DIMG_EXTENT_ZERO) ? JOB_ZERO : JOB_DATA;
+    /* Data over a hole in the file is copied as data: qemu's commit asks
+     * only what is allocated, not what the host file holds. */
+    return (e->flags & DIMG_EXTENT_ZERO) && !(e->flags & DIMG_EXTENT_HOLE) ? JOB_ZERO : JOB_DATA;
 }
 
 /* Bytes above the base, for the progress denominator. */

@@ -152,14 +152,16 @@ classify(struct dimg_image *img, const struct qcow2_state *s, const uint64_t *l2
     } else {
         u->kind = allocated ? QCOW2_NORMAL : QCOW2_UNALLOCATED;
     }
+    u->has_host = allocated;
     u->host_offset = allocated ? host + in_cluster : 0;
     return 0;
 }
 
+/* Runs that carry a host offset end where the host offsets stop continuing. */
 static bool
-host_contiguous(enum qcow2_kind k)
+tracks_host(const struct qcow2_run *u)
 {
-    return k == QCOW2_NORMAL || k == QCOW2_ZERO_ALLOC;
+    return u->has_host && u->kind != QCOW2_COMPRESSED && u->kind != QCOW2_ZERO;
 }
 
 /* Lock held.  Fills *run for the longest uniform run at off (at most len bytes). */
@@ -204,9 +206,9 @@ qcow2_map_locked(struct dimg_image *img, struct qcow2_state *s, uint64_t off, ui
         r = classify(img, s, l2, idx, pos, &u);
         if (r < 0)
             return r;
-        if (u.kind != run->kind)
+        if (u.kind != run->kind || tracks_host(&u) != tracks_host(run))
             break;
-        if (host_contiguous(u.kind) && u.host_offset != run->host_offset + (pos - off))
+        if (tracks_host(&u) && u.host_offset != run->host_offset + (pos - off))
             break;
         run->length = min_u64(pos + unit - off, max);
     }
@@ -278,6 +280,34 @@ qcow2_pread(struct dimg_image *img, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/*
+ * qemu's test for an image made with preallocation=metadata: noticeably more
+ * clusters have a refcount than the file has storage for (a tenth more, at
+ * least two).  Only then does it look for holes in the file under data
+ * clusters.  Asked once per open.
+ */
+static bool
+looks_preallocated(struct dimg_image *img)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    pthread_mutex_lock(&s->lock);
+    if (s->looks_preallocated < 0) {
+        int64_t stored = io_allocated_size(img->file), len = io_get_size(img->file);
+        s->looks_preallocated = 0;
+        if (stored >= 0 && len > 0) {
+            uint64_t real = (uint64_t)stored / s->cluster_size;
+            uint64_t threshold = max_u64(real * 10 / 9, real + 2);
+            uint64_t n = ((uint64_t)len + s->cluster_size - 1) >> s->cluster_bits, counted = 0;
+            if (qcow2_count_referenced(img, n, threshold, &counted) < 0)
+                dimg_error_clear(); /* a damaged refcount structure: no guess */
+            s->looks_preallocated = counted >= threshold;
+        }
+    }
+    bool r = s->looks_preallocated > 0;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
 int
 qcow2_block_status(struct dimg_image *img, uint64_t off, uint64_t len, struct dimg_extent *out)
 {
@@ -286,9 +316,16 @@ qcow2_block_status(struct dimg_image *img, uint64_t off, uint64_t len, struct di
     if (r < 0)
         return r;
     out->length = run.length;
+    struct qcow2_state *s = dimg_image_state(img);
+    if (s->data_file != img->file)
+        out->filename = s->data_file->filename; /* where the offsets point */
     switch (run.kind) {
     case QCOW2_UNALLOCATED:
         out->flags = 0;
+        if (run.has_host) { /* host space reserved for a subcluster not yet written */
+            out->flags = DIMG_EXTENT_OFFSET;
+            out->host_offset = run.host_offset;
+        }
         break;
     case QCOW2_ZERO:
         out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_ZERO;
@@ -297,10 +334,26 @@ qcow2_block_status(struct dimg_image *img, uint64_t off, uint64_t len, struct di
         out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_ZERO | DIMG_EXTENT_OFFSET;
         out->host_offset = run.host_offset;
         break;
-    case QCOW2_NORMAL:
+    case QCOW2_NORMAL: {
         out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_DATA | DIMG_EXTENT_OFFSET;
         out->host_offset = run.host_offset;
+        /* A hole in the image file reads as zeros (metadata preallocation
+         * leaves them): reported per host run, as qemu does, and like qemu
+         * only in images that look preallocated and never in an external
+         * data file. */
+        if (s->data_file != img->file || s->crypt_method || !looks_preallocated(img))
+            break;
+        uint64_t pnum;
+        int st = io_block_status(img->file, run.host_offset, run.length, &pnum);
+        if (st < 0)
+            return st;
+        if (pnum > 0 && pnum <= run.length) {
+            out->length = pnum;
+            if (st & IO_STATUS_ZERO)
+                out->flags |= DIMG_EXTENT_ZERO | DIMG_EXTENT_HOLE;
+        }
         break;
+    }
     case QCOW2_COMPRESSED:
         out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_DATA | DIMG_EXTENT_COMPRESSED;
         break;

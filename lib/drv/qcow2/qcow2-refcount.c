@@ -199,6 +199,51 @@ qcow2_refcount_get(struct dimg_image *img, uint64_t cluster, uint64_t *rc)
     return r;
 }
 
+/*
+ * How many of the first n host clusters have a nonzero refcount, counting
+ * stops at limit.  Works on read-only opens too, where the table is not
+ * loaded: the blocks are then read straight from the file.
+ */
+int
+qcow2_count_referenced(struct dimg_image *img, uint64_t n, uint64_t limit, uint64_t *count)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint64_t per = rb_entries(s), tables = s->refcount_table_clusters * (uint64_t)s->cluster_size / 8;
+    uint8_t *blk = malloc(s->cluster_size);
+    if (!blk)
+        return dimg_error(ENOMEM, "out of memory");
+    int r = 0;
+    *count = 0;
+    for (uint64_t ti = 0; ti * per < n && ti < tables && *count < limit && r == 0; ti++) {
+        uint64_t rb;
+        if (s->reftable) {
+            rb = ti < s->reftable_entries ? s->reftable[ti] : 0;
+        } else {
+            uint8_t e[8];
+            if ((r = io_pread(img->file, e, 8, s->refcount_table_offset + ti * 8)) < 0)
+                break;
+            rb = load_be64(e);
+        }
+        rb &= QCOW2_OFFSET_MASK;
+        if (!rb)
+            continue;
+        const uint8_t *b = blk;
+        if (s->reftable) {
+            uint8_t *cached = NULL;
+            if ((r = qcow2_rb_get(img, rb, &cached)) < 0)
+                break;
+            b = cached;
+        } else if ((r = io_pread(img->file, blk, s->cluster_size, rb)) < 0) {
+            break;
+        }
+        uint64_t m = min_u64(per, n - ti * per);
+        for (uint64_t i = 0; i < m && *count < limit; i++)
+            *count += rb_read(s, b, i) != 0;
+    }
+    free(blk);
+    return r;
+}
+
 static int grow_reftable(struct dimg_image *img, uint64_t need_index);
 
 /*

@@ -257,7 +257,7 @@ reads_as_zero(struct dimg_image *img, uint64_t a, uint64_t b)
         struct dimg_extent e;
         if (dimg_block_status(img, a, b - a, &e) < 0)
             return false; /* the copy then reads the data and reports any error */
-        if (!(e.flags & DIMG_EXTENT_ZERO) ||
+        if (!(e.flags & DIMG_EXTENT_ZERO) || (e.flags & DIMG_EXTENT_HOLE) ||
             (e.file_owner && e.file_owner->drv == &dimg_drv_raw))
             return false;
         a += e.length;

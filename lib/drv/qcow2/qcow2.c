@@ -263,6 +263,7 @@ qcow2_open(struct dimg_image *img)
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&s->lock, &attr);
     pthread_mutexattr_destroy(&attr);
+    s->looks_preallocated = -1;
     int64_t file_size = io_get_size(img->file);
     if (file_size < 0)
         return (int)file_size;

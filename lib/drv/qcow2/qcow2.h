@@ -62,7 +62,8 @@ enum qcow2_kind {
 struct qcow2_run {
     enum qcow2_kind kind;
     uint64_t length;      /* bytes from the requested offset */
-    uint64_t host_offset; /* NORMAL / ZERO_ALLOC: host offset of the first byte */
+    uint64_t host_offset; /* with has_host: host offset of the first byte */
+    bool has_host;        /* NORMAL, ZERO_ALLOC, or UNALLOCATED subclusters of an allocated cluster */
     uint64_t descriptor;  /* COMPRESSED: the raw L2 descriptor */
 };
 
@@ -138,6 +139,7 @@ struct qcow2_state {
     size_t n_exts;
     struct dimg_io *data_file;  /* where guest data lives (== img->file without a data file) */
     bool owns_data_file;
+    int8_t looks_preallocated;  /* metadata preallocation guessed: -1 not yet asked, 0, 1 */
 
     /* Recursive: the write path reads old cluster contents through the read path. */
     pthread_mutex_t lock;       /* guards all metadata caches and allocation */
@@ -237,6 +239,7 @@ void qcow2_refcount_free(struct qcow2_state *s);
 int qcow2_rb_get(struct dimg_image *img, uint64_t off, uint8_t **block);
 int qcow2_rb_flush(struct dimg_image *img);
 bool qcow2_refcounts_dirty(const struct qcow2_state *s);
+int qcow2_count_referenced(struct dimg_image *img, uint64_t n, uint64_t limit, uint64_t *count);
 int qcow2_refcount_get(struct dimg_image *img, uint64_t cluster, uint64_t *rc);
 uint64_t qcow2_refcount_max(const struct qcow2_state *s);
 int qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth);
