@@ -434,7 +434,14 @@ qcow2_apply_frees(struct dimg_image *img)
 {
     struct qcow2_state *s = dimg_image_state(img);
     for (size_t i = 0; i < s->pending_free_n; i++) {
-        int r = qcow2_refcount_update(img, s->pending_free[i] >> s->cluster_bits, -1, 0);
+        uint64_t cluster = s->pending_free[i] >> s->cluster_bits, rc = 1;
+        int r = qcow2_refcount_update(img, cluster, -1, 0);
+        if (r == 0 && (s->pending_free[i] & QCOW2_FREE_DISCARD))
+            r = qcow2_refcount_get(img, cluster, &rc);
+        /* Space the guest gave back leaves the file too once nothing uses it
+         * (a hole), as qemu passes discard requests down. */
+        if (r == 0 && rc == 0)
+            r = io_discard(img->file, cluster << s->cluster_bits, s->cluster_size);
         if (r < 0)
             return r;
     }

@@ -183,10 +183,12 @@ l2_for_write(struct dimg_image *img, uint64_t off, struct qcow2_l2_slot **out, u
     return 0;
 }
 
-/* Unreference whatever host storage an L2 entry held (after the next metadata flush). */
+/* Unreference whatever host storage an L2 entry held (after the next metadata
+ * flush).  discard: the guest gave it back, the file drops it too. */
 static int
-release_entry(struct dimg_image *img, uint64_t entry)
+release_entry(struct dimg_image *img, uint64_t entry, bool discard)
 {
+    unsigned tag = discard ? QCOW2_FREE_DISCARD : 0;
     struct qcow2_state *s = dimg_image_state(img);
     if (entry & QCOW2_OFLAG_COMPRESSED) {
         unsigned x = 62 - (s->cluster_bits - 8);
@@ -195,7 +197,7 @@ release_entry(struct dimg_image *img, uint64_t entry)
         uint64_t first = round_down_u64(coff, s->cluster_size);
         uint64_t last = round_down_u64((coff & ~511ull) + sectors * 512 - 1, s->cluster_size);
         for (uint64_t c = first; c <= last; c += s->cluster_size) {
-            int r = qcow2_free_later(img, c);
+            int r = qcow2_free_later(img, c | tag);
             if (r < 0)
                 return r;
         }
@@ -203,7 +205,7 @@ release_entry(struct dimg_image *img, uint64_t entry)
     }
     uint64_t host = entry & QCOW2_OFFSET_MASK;
     if (host && !has_data_file(s))
-        return qcow2_free_later(img, host);
+        return qcow2_free_later(img, host | tag);
     return 0;
 }
 
@@ -444,7 +446,7 @@ write_allocating(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_
         return r;
     for (uint64_t c = 0; c < k; c++) {
         uint64_t *e = &slot->table[(size_t)(idx + c) * l2_stride(s)];
-        if ((r = release_entry(img, e[0])) < 0)
+        if ((r = release_entry(img, e[0], false)) < 0)
             return r;
         e[0] = (host + (c << s->cluster_bits)) | QCOW2_OFLAG_COPIED;
         if (s->extended_l2)
@@ -515,15 +517,15 @@ clear_cluster(struct dimg_image *img, uint64_t coff, bool zero, bool unmap)
     bool have_l2 = l1i < s->l1_size && (s->l1[l1i] & QCOW2_OFFSET_MASK);
     if (!have_l2 && !zero)
         return 0; /* already unallocated */
-    if (!have_l2 && !img->backing && !has_data_file(s))
-        return 0; /* unallocated without a backing file reads as zeros already */
+    /* Zeroing marks the cluster even where it reads as zeros already, and
+     * so gives it an L2 table, as qemu does. */
     int r = l2_for_write(img, coff, &slot, &idx);
     if (r < 0)
         return r;
     uint64_t *e = &slot->table[(size_t)idx * l2_stride(s)];
     bool owned = entry_owned(s, e[0]);
     bool keep = zero && !unmap && owned;
-    if (!keep && (r = release_entry(img, e[0])) < 0)
+    if (!keep && (r = release_entry(img, e[0], true)) < 0)
         return r;
     uint64_t host = keep ? (e[0] & (QCOW2_OFFSET_MASK | QCOW2_OFLAG_COPIED)) : 0;
     /* A discarded cluster of an image with a backing file reads as zeros, not as the backing data. */
@@ -542,34 +544,111 @@ clear_cluster(struct dimg_image *img, uint64_t coff, bool zero, bool unmap)
     return 0;
 }
 
+/*
+ * Subclusters first..last of the cluster at coff read as zeros from now on
+ * (extended L2, lock held): their allocation bits go, their zero bits come;
+ * the host cluster stays reserved.  A compressed cluster cannot keep part of
+ * its data, so those subclusters are written as zeros instead (*write set).
+ */
+static int
+zero_subclusters(struct dimg_image *img, uint64_t coff, unsigned first, unsigned last,
+                 bool *write)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    struct qcow2_l2_slot *slot;
+    uint32_t idx;
+    int r = l2_for_write(img, coff, &slot, &idx);
+    if (r < 0)
+        return r;
+    uint64_t *e = &slot->table[(size_t)idx * 2];
+    if (e[0] & QCOW2_OFLAG_COMPRESSED) {
+        *write = true;
+        return 0;
+    }
+    uint64_t mask = subcluster_mask(first, last);
+    e[1] = (e[1] & ~mask) | (mask << 32);
+    slot->dirty = true;
+    if (has_data_file(s) && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW)) {
+        uint64_t a = coff + ((uint64_t)first << s->subcluster_bits);
+        uint64_t b = min_u64(coff + ((uint64_t)(last + 1) << s->subcluster_bits), img->size);
+        return io_write_zeroes(s->data_file, a, b - a);
+    }
+    return 0;
+}
+
+static int
+write_zero_bytes(struct dimg_image *img, uint64_t off, uint64_t n)
+{
+    uint8_t *z = calloc(1, (size_t)n);
+    if (!z)
+        return dimg_error(ENOMEM, "out of memory");
+    int r = qcow2_pwrite(img, z, (size_t)n, off);
+    free(z);
+    return r;
+}
+
+/* Zero the whole units (clusters, or subclusters with extended L2) in [a, b). */
+static int
+zero_units(struct dimg_image *img, uint64_t a, uint64_t b, unsigned flags)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    int r = 0;
+    while (a < b && r == 0) {
+        uint64_t coff = round_down_u64(a, s->cluster_size);
+        uint64_t n = min_u64(b - a, coff + s->cluster_size - a);
+        bool whole = a == coff && (n == s->cluster_size || a + n == img->size);
+        bool write = false;
+        pthread_mutex_lock(&s->lock);
+        if (whole) {
+            r = clear_cluster(img, coff, true, flags & DIMG_ZERO_MAY_UNMAP);
+        } else {
+            unsigned first = (unsigned)((a - coff) >> s->subcluster_bits);
+            unsigned last = (unsigned)((a + n - 1 - coff) >> s->subcluster_bits);
+            r = zero_subclusters(img, coff, first, last, &write);
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (r == 0 && write)
+            r = write_zero_bytes(img, a, n);
+        a += n;
+    }
+    return r;
+}
+
+/*
+ * Zeroing works on whole units: clusters, or subclusters with extended L2
+ * entries.  A part of a unit is zeroed with the whole unit when that reads
+ * as zeros already, else written as zeros, as qemu does.
+ */
 int
 qcow2_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags)
 {
     struct qcow2_state *s = dimg_image_state(img);
     /* v2 has no zero flag: only deallocation without a backing file reads as zeros. */
-    if (s->version < 3 && !s->extended_l2 && (img->backing || !(flags & DIMG_ZERO_MAY_UNMAP)))
+    if (s->version < 3 && !s->extended_l2 && img->backing)
         return -ENOTSUP;
     qcow2_bitmaps_mark_dirty(img, off, len);
+    uint64_t unit = s->extended_l2 ? 1ull << s->subcluster_bits : s->cluster_size;
+    uint64_t end = off + len, a = round_down_u64(off, unit), b = round_up_u64(end, unit);
+    b = min_u64(b, img->size); /* the image end closes its last unit */
     int r = 0;
-    while (len > 0 && r == 0) {
-        uint64_t coff = round_down_u64(off, s->cluster_size);
-        uint64_t n = min_u64(len, coff + s->cluster_size - off);
-        bool whole = off == coff && (n == s->cluster_size || off + n == img->size);
-        if (whole) {
-            pthread_mutex_lock(&s->lock);
-            r = clear_cluster(img, coff, true, flags & DIMG_ZERO_MAY_UNMAP);
-            pthread_mutex_unlock(&s->lock);
-        } else {
-            uint8_t *z = calloc(1, (size_t)n);
-            if (!z)
-                return dimg_error(ENOMEM, "out of memory");
-            r = qcow2_pwrite(img, z, (size_t)n, off);
-            free(z);
+    if (a < off) { /* the head is part of a unit */
+        uint64_t ue = min_u64(a + unit, img->size);
+        if (!reads_as_zero(img, a, ue)) {
+            uint64_t n = min_u64(end, ue) - off;
+            if ((r = write_zero_bytes(img, off, n)) < 0)
+                return r;
+            a = ue;
         }
-        off += n;
-        len -= n;
     }
-    return r;
+    if (a < b && end < b) { /* the tail is part of a unit */
+        uint64_t us = round_down_u64(end, unit);
+        if (us >= a && !reads_as_zero(img, us, b)) {
+            if ((r = write_zero_bytes(img, max_u64(us, off), end - max_u64(us, off))) < 0)
+                return r;
+            b = us;
+        }
+    }
+    return a < b ? zero_units(img, a, b, flags) : 0;
 }
 
 int

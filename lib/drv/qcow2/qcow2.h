@@ -245,6 +245,9 @@ uint64_t qcow2_refcount_max(const struct qcow2_state *s);
 int qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth);
 int qcow2_alloc_clusters(struct dimg_image *img, uint64_t n, uint64_t *host);
 int qcow2_reftable_commit(struct dimg_image *img);
+/* Or'd into a qcow2_free_later() offset: punch the cluster out of the file
+ * when its refcount reaches zero (a guest discard or zero write with unmap). */
+#define QCOW2_FREE_DISCARD 1u
 int qcow2_free_later(struct dimg_image *img, uint64_t host_cluster_offset);
 int qcow2_apply_frees(struct dimg_image *img);
 
