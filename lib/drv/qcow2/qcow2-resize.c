@@ -357,6 +357,51 @@ map_raw_range(struct dimg_image *img, uint64_t from, uint64_t to)
     return r == 0 ? qcow2_flush(img) : r;
 }
 
+/*
+ * --preallocation on growth: the new clusters get their storage before the
+ * header shows them.  The cluster the old end cuts through counts as new
+ * when it has no storage and nothing below can show through it; its old
+ * part is then written as zeros (qemu copies it on allocation).  With
+ * falloc/full over a backing file the new clusters hold real zeros, so only
+ * the range up to *zero_to still needs zeroing.
+ */
+static int
+preallocate_grown(struct dimg_image *img, uint64_t old, enum dimg_prealloc prealloc,
+                  bool zero_new, uint64_t *zero_to)
+{
+    struct qcow2_state *s = dimg_image_state(img);
+    uint64_t cstart = round_down_u64(old, s->cluster_size);
+    uint64_t from = round_up_u64(old, s->cluster_size);
+    bool head = false;
+    int r = 0;
+    if (!img->backing && cstart < old) {
+        struct qcow2_run run;
+        if ((r = qcow2_map_range(img, cstart, old - cstart, &run)) < 0)
+            return r;
+        head = run.kind == QCOW2_UNALLOCATED && !run.has_host;
+        if (head)
+            from = cstart;
+    }
+    bool as_data = zero_new && prealloc != DIMG_PREALLOC_METADATA;
+    if ((r = qcow2_preallocate_range(img, from, img->size, prealloc, as_data)) < 0)
+        return r;
+    if (as_data)
+        *zero_to = min_u64(from, img->size);
+    if (head && s->data_file == img->file) {
+        struct qcow2_run run;
+        if ((r = qcow2_map_range(img, cstart, old - cstart, &run)) < 0)
+            return r;
+        if (run.has_host) {
+            void *z = calloc(1, (size_t)(old - cstart));
+            if (!z)
+                return dimg_error(ENOMEM, "out of memory");
+            r = io_pwrite(img->file, z, (size_t)(old - cstart), run.host_offset);
+            free(z);
+        }
+    }
+    return r;
+}
+
 int
 qcow2_truncate(struct dimg_image *img, uint64_t size, enum dimg_prealloc prealloc, unsigned flags)
 {
@@ -370,8 +415,6 @@ qcow2_truncate(struct dimg_image *img, uint64_t size, enum dimg_prealloc preallo
             return dimg_error(EINVAL, "Use the --shrink option to perform a shrink operation.");
         return shrink(img, size);
     }
-    if (prealloc != DIMG_PREALLOC_OFF)
-        return dimg_error(ENOTSUP, "qcow2: preallocation when resizing is not supported yet");
     uint64_t per_l1 = (uint64_t)s->l2_entries << s->cluster_bits;
     if (size > INT64_MAX - per_l1)
         return dimg_error(EFBIG, "File too large");
@@ -388,14 +431,16 @@ qcow2_truncate(struct dimg_image *img, uint64_t size, enum dimg_prealloc preallo
     if (need > s->l1_size)
         r = grow_l1(img, need);
     if (r == 0 && s->data_file != img->file)
-        r = io_truncate(s->data_file, size, DIMG_PREALLOC_OFF);
+        r = io_truncate(s->data_file, size, prealloc);
     if (r == 0 && s->data_file != img->file && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
         r = map_raw_range(img, old, size);
-    if (r == 0 && zero_new) {
-        img->size = size; /* the zeroing works on the grown image */
-        r = qcow2_zero(img, old, size - old, 0);
-        img->size = old;
-    }
+    img->size = size; /* preallocation and zeroing work on the grown image */
+    uint64_t zero_to = size;
+    if (r == 0 && prealloc != DIMG_PREALLOC_OFF)
+        r = preallocate_grown(img, old, prealloc, zero_new, &zero_to);
+    if (r == 0 && zero_new && zero_to > old)
+        r = qcow2_zero(img, old, zero_to - old, 0);
+    img->size = old;
     if (r == 0) {
         uint8_t v[8];
         store_be64(v, size);

@@ -214,14 +214,13 @@ release_entry(struct dimg_image *img, uint64_t entry, bool discard)
  * place?  Only with OFLAG_COPIED (refcount exactly one): a cluster shared with
  * a snapshot is copied on write instead.
  */
+static bool entry_has_host(const struct qcow2_state *s, uint64_t entry);
+
 static bool
 entry_owned(const struct qcow2_state *s, uint64_t entry)
 {
-    if (entry & QCOW2_OFLAG_COMPRESSED)
-        return false;
-    if (has_data_file(s))
-        return (entry & QCOW2_OFLAG_COPIED) != 0;
-    return (entry & QCOW2_OFFSET_MASK) != 0 && (entry & QCOW2_OFLAG_COPIED) != 0;
+    return !(entry & QCOW2_OFLAG_COMPRESSED) && entry_has_host(s, entry) &&
+           (entry & QCOW2_OFLAG_COPIED);
 }
 
 /* Bitmap bits of subclusters first..last (extended L2 entries, bits 0..31). */
@@ -832,35 +831,59 @@ qcow2_flush(struct dimg_image *img)
     return r;
 }
 
+/* Does this L2 entry give the guest cluster host storage already? */
+static bool
+entry_has_host(const struct qcow2_state *s, uint64_t entry)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED)
+        return true;
+    if (has_data_file(s))
+        return (entry & QCOW2_OFLAG_COPIED) != 0;
+    return (entry & QCOW2_OFFSET_MASK) != 0;
+}
+
 /*
- * preallocation=metadata/falloc/full (and data_file_raw): every guest cluster
- * gets an L2 entry pointing at its own host cluster, allocated L2 table by L2
- * table as qemu-img lays them out ([L2][its data clusters]...).  falloc and
- * full then reserve or zero-fill the data clusters.
+ * preallocation=metadata/falloc/full (and data_file_raw) for the guest
+ * clusters [from, to) (cluster-aligned from): each cluster without host
+ * storage gets an L2 entry pointing at its own host cluster, allocated L2
+ * table by L2 table as qemu-img lays them out ([L2][its data clusters]...).
+ * falloc and full then reserve or zero-fill the data clusters.  A zero flag
+ * or zero bits stay: such clusters read as zeros with their space reserved.
+ * as_data (falloc/full only): the clusters read what the host holds, zeros,
+ * even where a backing file would show through unallocated subclusters.
  */
 int
-qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode)
+qcow2_preallocate_range(struct dimg_image *img, uint64_t from, uint64_t to, enum dimg_prealloc mode,
+                        bool as_data)
 {
     struct qcow2_state *s = dimg_image_state(img);
-    uint64_t cs = s->cluster_size;
-    uint64_t clusters = round_up_u64(img->size, cs) >> s->cluster_bits;
+    uint64_t clusters = round_up_u64(to, s->cluster_size) >> s->cluster_bits;
     int r = 0;
     pthread_mutex_lock(&s->lock);
-    for (uint64_t c = 0; c < clusters && r == 0;) {
+    for (uint64_t c = from >> s->cluster_bits; c < clusters && r == 0;) {
         struct qcow2_l2_slot *slot;
         uint32_t idx;
         if ((r = l2_for_write(img, c << s->cluster_bits, &slot, &idx)) < 0)
             break;
-        uint64_t k = min_u64(clusters - c, s->l2_entries - idx), host = c << s->cluster_bits;
+        uint64_t k = 0, room = min_u64(clusters - c, s->l2_entries - idx);
+        if (entry_has_host(s, slot->table[(size_t)idx * l2_stride(s)])) {
+            c++;
+            continue;
+        }
+        while (k < room && !entry_has_host(s, slot->table[(size_t)(idx + k) * l2_stride(s)]))
+            k++;
+        uint64_t host = c << s->cluster_bits;
         if (!has_data_file(s) && (r = qcow2_alloc_clusters(img, k, &host)) < 0)
             break;
         if ((r = l2_for_write(img, c << s->cluster_bits, &slot, &idx)) < 0)
             break;
         for (uint64_t i = 0; i < k; i++) {
             uint64_t *e = &slot->table[(size_t)(idx + i) * l2_stride(s)];
-            e[0] = (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED;
-            if (s->extended_l2)
-                e[1] = 0; /* host space reserved, subclusters still unallocated (as qemu) */
+            e[0] = (e[0] & QCOW2_OFLAG_ZERO) | (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED;
+            /* extended L2: the subclusters stay unallocated (as qemu) unless
+             * they must hide a backing file behind zeros the host holds */
+            if (s->extended_l2 && as_data)
+                e[1] = 0xffffffffull;
         }
         slot->dirty = true;
         if (!has_data_file(s) && mode == DIMG_PREALLOC_FULL)
@@ -876,4 +899,10 @@ qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode)
     if (r == 0)
         r = qcow2_flush(img);
     return r;
+}
+
+int
+qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode)
+{
+    return qcow2_preallocate_range(img, 0, img->size, mode, false);
 }

@@ -265,6 +265,8 @@ int qcow2_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flag
 int qcow2_discard(struct dimg_image *img, uint64_t off, uint64_t len);
 int qcow2_flush(struct dimg_image *img);
 int qcow2_preallocate(struct dimg_image *img, enum dimg_prealloc mode);
+int qcow2_preallocate_range(struct dimg_image *img, uint64_t from, uint64_t to,
+                            enum dimg_prealloc mode, bool as_data);
 
 /* qcow2-bitmap.c, qcow2-bitmap-store.c, qcow2-bitmap-ops.c: persistent dirty bitmaps */
 struct qcow2_bitmaps;
