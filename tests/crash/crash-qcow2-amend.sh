@@ -15,15 +15,6 @@ head -c 48M /dev/urandom >rnd.raw
 "$QEMU_IO" -c "write -z 0 6M" -c "write -P 1 6M 1M" -c "write -z 12M 2M" zeros.qcow2 >/dev/null
 "$QEMU_IMG" convert -O raw zeros.qcow2 zeros.raw
 
-check_leaky() { # image label
-    "$QEMU_IMG" check "$1" >check.out 2>&1
-    local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
-        fail "$2: qemu-img check exit $rc"
-        head -20 check.out >&2
-    fi
-}
-
 same_data() { # image reference.raw bytes label
     "$QEMU_IMG" convert -O raw "$1" got.raw 2>/dev/null || { fail "$4: unreadable"; return; }
     cmp -s -n "$3" got.raw "$2" || fail "$4: guest data changed"

@@ -12,15 +12,6 @@ truncate -s 32M src.raw
 head -c 16M /dev/urandom | dd of=src.raw conv=notrunc status=none
 yes "crash test text" | head -c 8M | dd of=src.raw bs=1M seek=20 conv=notrunc status=none
 
-check_leaky() { # image label
-    "$QEMU_IMG" check "$1" >check.out 2>&1
-    local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
-        fail "$2: qemu-img check exit $rc"
-        head -20 check.out >&2
-    fi
-}
-
 # Delay before the kill: spread over the run (the rate limit makes it last ~1.5 s).
 delay_for() { python3 -c "import random; random.seed($1); print(round(random.uniform(0.0, 1.3), 3))"; }
 

@@ -12,15 +12,6 @@ requires qemu-img qemu-io python3
 ROUNDS=${CRASH_ROUNDS:-4}
 WRITES='pwrite64,pwritev,write,fallocate,ftruncate,fdatasync,fsync'
 
-check_leaky() { # image label
-    "$QEMU_IMG" check "$1" >check.out 2>&1
-    local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
-        fail "$2: qemu-img check $1 exit $rc"
-        head -20 check.out >&2
-    fi
-}
-
 # old.qcow2 <- top.qcow2, and new.qcow2 that differs from old almost everywhere.
 make_images() { # size
     rm -rf orig && mkdir orig && (

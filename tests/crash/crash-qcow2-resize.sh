@@ -6,7 +6,6 @@
 # check must find at worst leaks (exit 0 or 3), and the guest must read the
 # old data followed by zeros, whether the image ends at the old or new size.
 . "$TEST_LIB"
-. "$(dirname "$0")/crash-write-common.inc" # check_leaky
 requires qemu-img qemu-io
 
 ROUNDS=${CRASH_ROUNDS:-6}

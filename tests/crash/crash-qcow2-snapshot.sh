@@ -20,16 +20,6 @@ PY
 "$QEMU_IMG" convert -O raw base.qcow2 active.raw
 cp src.raw s0.raw
 
-check_leaky() { # image label
-    "$QEMU_IMG" check "$1" >check.out 2>&1
-    local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
-        fail "$2: qemu-img check exit $rc"
-        head -20 check.out >&2
-    fi
-    return $rc
-}
-
 # How long an uninterrupted run takes, so that kills spread over all of it.
 cp base.qcow2 t.qcow2
 start=$(date +%s%N)
