@@ -168,32 +168,35 @@ print_json(const struct dimg_info *in, const struct dimg_snapshot *sn, size_t ns
     }
     KEY("format");
     json_print_string(f, in->format);
-    fputs(",\n", f);
+    /* Any key from here on may be the last one: each closes the line before it. */
+#define NEXT(k) (fputs(",\n", f), KEY(k))
     if (in->actual_size >= 0) {
-        KEY("actual-size");
-        fprintf(f, "%" PRId64 ",\n", in->actual_size);
+        NEXT("actual-size");
+        fprintf(f, "%" PRId64, in->actual_size);
     }
     if (in->format_specific) {
-        KEY("format-specific");
+        NEXT("format-specific");
         json_value(f, in->format_specific, level + 1);
-        fputs(",\n", f);
     }
     if (in->encrypted) {
-        KEY("encrypted");
-        fputs("true,\n", f);
+        NEXT("encrypted");
+        fputs("true", f);
     }
     if (in->full_backing_filename) {
-        KEY("full-backing-filename");
+        NEXT("full-backing-filename");
         json_print_string(f, in->full_backing_filename);
-        fputs(",\n", f);
     }
     if (in->backing_filename) {
-        KEY("backing-filename");
+        NEXT("backing-filename");
         json_print_string(f, in->backing_filename);
-        fputs(",\n", f);
     }
-    KEY("dirty-flag");
-    fputs(in->dirty_flag > 0 ? "true\n" : "false\n", f);
+    /* Formats without the flag (dirty_flag -1) leave the key out, as qemu-img does. */
+    if (in->dirty_flag >= 0) {
+        NEXT("dirty-flag");
+        fputs(in->dirty_flag > 0 ? "true" : "false", f);
+    }
+    fputc('\n', f);
+#undef NEXT
 #undef KEY
     json_indent(f, level);
     fputc('}', f);

@@ -102,6 +102,10 @@ struct dimg_driver {
     /* commit: drop everything this layer holds so that it reads through to
      * its backing file (the image is open read-write). */
     int (*make_empty)(struct dimg_image *img);
+    /* Change the lock permissions of the files the driver opened itself
+     * (vmdk extent files; img->file is the core's), as io_set_perm does for
+     * one file.  Called only on locked images.  NULL: no such files. */
+    int (*set_perm)(struct dimg_image *img, unsigned perm, unsigned shared);
 };
 
 /* registry.c */

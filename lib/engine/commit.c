@@ -190,11 +190,22 @@ chain_depth_of(const dimg_image *top, const dimg_image *base)
     return -1;
 }
 
+/* Read-only permissions for b's file and the files its driver opened. */
+static int
+set_read_perm(struct dimg_image *b, unsigned shared)
+{
+    int r = io_set_perm(b->file, IO_PERM_CONSISTENT_READ, shared);
+    if (r == 0 && b->drv->set_perm)
+        r = b->drv->set_perm(b, IO_PERM_CONSISTENT_READ, shared);
+    return r;
+}
+
 /*
  * Make a read-only image of a chain writable without changing its handle
  * (the parent's backing pointer and the caller's stay valid): open the file
  * again read-write and swap the two handles' contents.  The read-only
- * handle first stops denying writers so the new one can take its locks.
+ * handle first stops denying writers, on its extent files too, so the new
+ * one can take its locks.
  */
 static int
 reopen_writable(struct dimg_image *b)
@@ -206,15 +217,17 @@ reopen_writable(struct dimg_image *b)
                              ? IO_PERM_ALL
                              : IO_PERM_CONSISTENT_READ | IO_PERM_WRITE_UNCHANGED;
     int r;
-    if (locked && (r = io_set_perm(b->file, IO_PERM_CONSISTENT_READ, IO_PERM_ALL)) < 0)
+    if (locked && (r = set_read_perm(b, IO_PERM_ALL)) < 0) {
+        set_read_perm(b, ro_shared);
         return r;
+    }
     unsigned flags = (b->flags & ~(DIMG_OPEN_FORCE_SHARE | DIMG_OPEN_INFO_ONLY |
                                    DIMG_OPEN_DENY_WRITE)) | DIMG_OPEN_RDWR;
     struct dimg_image *n = image_open(b->filename, b->drv->name, flags, b->chain_depth);
     if (!n) {
         r = -dimg_get_errno();
         if (locked)
-            io_set_perm(b->file, IO_PERM_CONSISTENT_READ, ro_shared);
+            set_read_perm(b, ro_shared);
         return r;
     }
     struct dimg_image tmp = *b;

@@ -47,12 +47,6 @@ enum {
     COWD_OFF_FREE_SECTOR = 28,
 };
 
-static uint64_t
-round_up_any(uint64_t v, uint64_t align)
-{
-    return (v + align - 1) / align * align;
-}
-
 /* e->file is open; fills the extent's geometry and loads its directory. */
 int
 vmdk_cowd_open(struct vmdk_extent *e)
@@ -189,26 +183,10 @@ vmdk_cowd_check_reach(const struct vmdk_extent *e)
     return -EPERM;
 }
 
-/* A CID the way qemu scans it: "%x" after the key and one more character. */
-static int
-scan_cid(const char *text, const char *key, uint32_t *out)
-{
-    const char *p = strstr(text, key);
-    if (!p)
-        return -1;
-    p += strlen(key) + 1;
-    char *end;
-    unsigned long long v = strtoull(p, &end, 16);
-    if (end == p)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
 /*
  * A COWD file opened on its own carries no descriptor, but qemu reads one
  * from byte 512 on (inside the header's parent-name field): the text up to
- * the first NUL must name a CID and a parentCID, and may name a parent.
+ * the first NUL may name a parent (the CIDs there are read by vmdk_cid_load).
  */
 int
 vmdk_cowd_bare_desc(struct dimg_io *file, const char *filename, struct vmdk_desc *out)
@@ -241,8 +219,6 @@ vmdk_cowd_bare_desc(struct dimg_io *file, const char *filename, struct vmdk_desc
             goto out;
         }
     }
-    if (scan_cid(t, "CID", &out->cid) < 0 || scan_cid(t, "parentCID", &out->parent_cid) < 0)
-        r = dimg_error(EINVAL, "Could not open '%s': Invalid argument", filename);
 out:
     free(t);
     return r;

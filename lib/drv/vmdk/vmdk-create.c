@@ -6,8 +6,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "drv/vmdk/vmdk.h"
 #include "util/checked.h"
@@ -137,15 +135,6 @@ vmdk_check_create(const struct dimg_create_args *args)
         r = backing_cid(args, &cid);
     }
     return r;
-}
-
-static uint32_t
-new_cid(void)
-{
-    uint32_t v;
-    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
-        v = (uint32_t)time(NULL) ^ (uint32_t)clock();
-    return v;
 }
 
 /* Write an empty hosted sparse extent of cap sectors; desc goes at sector 1 if given. */
@@ -288,7 +277,7 @@ vmdk_create(struct dimg_io *file, const struct dimg_create_args *args)
         "ddb.virtualHWVersion = \"%s\"\nddb.geometry.cylinders = \"%" PRIu64 "\"\n"
         "ddb.geometry.heads = \"%u\"\nddb.geometry.sectors = \"63\"\n"
         "ddb.adapterType = \"%s\"\nddb.toolsVersion = \"%s\"\n",
-        new_cid(), parent_cid, type, hint ? hint : "", ext.s ? ext.s : "", hw,
+        vmdk_new_cid(), parent_cid, type, hint ? hint : "", ext.s ? ext.s : "", hw,
         cap / (heads * 63u), heads, p.adapter, p.tools);
     free(hint);
     sb_free(&ext);

@@ -208,11 +208,8 @@ parse_line(char *line, struct vmdk_desc *d)
     char *val = take_value(eq + 1);
     if (!val)
         return dimg_error(ENOMEM, "out of memory");
-    if (strcmp(line, "CID") == 0) {
-        d->cid = (uint32_t)strtoul(val, NULL, 16);
-    } else if (strcmp(line, "parentCID") == 0) {
-        d->parent_cid = (uint32_t)strtoul(val, NULL, 16);
-    } else if (strcmp(line, "createType") == 0) {
+    /* CID and parentCID are not keys for qemu: vmdk_cid_load finds them. */
+    if (strcmp(line, "createType") == 0) {
         free(d->create_type);
         d->create_type = val;
         d->has_create_type = true;

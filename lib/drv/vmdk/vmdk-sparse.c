@@ -56,6 +56,12 @@ vmdk_sparse_header(struct vmdk_extent *e, const uint8_t *h, uint64_t *capacity,
     return 0;
 }
 
+static bool
+is_compressed(const struct vmdk_extent *e)
+{
+    return e->flags & VMDK4_FLAG_COMPRESS;
+}
+
 static int
 load_dir(struct vmdk_extent *e, uint64_t off, uint32_t **out)
 {
@@ -123,7 +129,10 @@ vmdk_sparse_open(struct vmdk_extent *e, const uint8_t *hdr)
     if (!e->gt)
         return dimg_error(ENOMEM, "out of memory");
     e->gt_index = -1;
-    e->alloc_end = round_up_u64((uint64_t)fsize, VMDK_SECTOR);
+    /* qemu appends plain grains at the file's end rounded up to a whole
+     * grain; compressed grains follow each other sector by sector. */
+    e->alloc_end = round_up_any((uint64_t)fsize,
+                                is_compressed(e) ? VMDK_SECTOR : e->grain_bytes);
     return 0;
 }
 
@@ -195,12 +204,6 @@ gte_set(struct vmdk_extent *e, uint64_t off, uint32_t sector)
     return r;
 }
 
-static bool
-is_compressed(const struct vmdk_extent *e)
-{
-    return e->flags & VMDK4_FLAG_COMPRESS;
-}
-
 /* Decompress the grain whose data starts at sector into out (grain_bytes). */
 static int
 read_compressed(struct vmdk_extent *e, uint32_t sector, uint8_t *out)
@@ -252,7 +255,9 @@ vmdk_sparse_read(struct dimg_image *img, struct vmdk_extent *e, uint8_t *buf, si
             goto out;
         /* beyond a COWD directory: read like an unallocated grain, as qemu does */
         if (gte == 0) {
-            r = image_read_backing(img, buf, n, e->start + off);
+            r = vmdk_cid_check_parent(img);
+            if (r == 0)
+                r = image_read_backing(img, buf, n, e->start + off);
         } else if (gte == VMDK_GTE_ZEROED && (e->flags & VMDK4_FLAG_ZERO_GRAIN)) {
             memset(buf, 0, n);
         } else if (is_compressed(e)) {
@@ -437,7 +442,12 @@ vmdk_sparse_write(struct dimg_image *img, struct vmdk_extent *e, const uint8_t *
             r = io_pwrite(e->file, buf, n, (uint64_t)gte * VMDK_SECTOR + in);
         } else {
             /* A new grain (or a compressed one, which cannot change in place):
-             * merge with what the guest sees there now and append it. */
+             * merge with what the guest sees there now and append it.  qemu
+             * allocates only while the parent is the one the image was made on. */
+            if (gte == 0 || zeroed)
+                r = vmdk_cid_check_parent(img);
+            if (r < 0)
+                goto out;
             if (!grain && !(grain = malloc(e->grain_bytes))) {
                 r = dimg_error(ENOMEM, "out of memory");
                 goto out;
@@ -460,6 +470,8 @@ vmdk_sparse_write(struct dimg_image *img, struct vmdk_extent *e, const uint8_t *
                 r = append_grain(e, goff, grain, e->grain_bytes);
             }
         }
+        if (r == 0)
+            r = vmdk_cid_touch(img);
         if (r < 0)
             goto out;
         buf += n;
@@ -475,8 +487,9 @@ out:
  * Make [off, off + len) of the extent read as zeros.  With the zeroed-grain
  * flag a grain covered whole gets the zeroed-grain table entry, as qemu
  * writes it (its old data, if any, is leaked like qemu leaks it).  Other
- * parts get zero data unless they read as zeros already without help from a
- * backing file.
+ * parts get zero data, even where they read as zeros already: qemu writes
+ * them too (its fallback for zero writes it cannot do cheaply), so a commit
+ * or convert -n allocates the grains qemu-img's would.
  */
 int
 vmdk_sparse_zero(struct dimg_image *img, struct vmdk_extent *e, uint64_t off, uint64_t len)
@@ -495,16 +508,18 @@ vmdk_sparse_zero(struct dimg_image *img, struct vmdk_extent *e, uint64_t off, ui
             r = dimg_error(EINVAL, "Invalid argument");
         if (r < 0)
             break;
-        bool reads_zero = (gte == VMDK_GTE_ZEROED && zero_grains) || (gte == 0 && !img->backing);
         if (zero_grains && n == grain_len) {
             if (gte != VMDK_GTE_ZEROED)
                 r = gte_set(e, goff, VMDK_GTE_ZEROED);
-        } else if (!reads_zero) {
+        } else {
             if (!zeros && !(zeros = calloc(1, e->grain_bytes)))
                 r = dimg_error(ENOMEM, "out of memory");
             else
                 r = vmdk_sparse_write(img, e, zeros, n, off);
         }
+        /* qemu writes even what changes nothing: a new CID all the same */
+        if (r == 0)
+            r = vmdk_cid_touch(img);
         off += n;
         len -= n;
     }
@@ -538,7 +553,14 @@ vmdk_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uint
     if (r < 0)
         return r;
     pthread_mutex_lock(&s->lock);
-    r = append_grain(e, goff, rec, rec_len);
+    uint32_t gte = 0;
+    r = gte_get(e, goff, &gte);
+    if (r >= 0)
+        r = gte == 0 ? vmdk_cid_check_parent(img) : 0;
+    if (r == 0)
+        r = append_grain(e, goff, rec, rec_len);
+    if (r == 0)
+        r = vmdk_cid_touch(img);
     pthread_mutex_unlock(&s->lock);
     free(rec);
     return r;

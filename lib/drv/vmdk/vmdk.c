@@ -123,7 +123,6 @@ read_text(struct dimg_io *io, uint64_t off, uint64_t len, struct vmdk_desc *out,
         /* An embedded descriptor is informational: the header describes the data. */
         if (r < 0 && embedded) {
             memset(out, 0, sizeof *out);
-            out->parent_cid = UINT32_MAX;
             dimg_error_clear();
             r = 0;
         }
@@ -177,6 +176,7 @@ open_descriptor(struct dimg_image *img, struct vmdk_state *s, int64_t fsize)
 static int
 single_extent(struct dimg_image *img, struct vmdk_state *s, struct vmdk_extent **out)
 {
+    *out = NULL; /* gcc -O3 cannot tell that dimg_error() is negative */
     s->ext = calloc(1, sizeof *s->ext);
     if (!s->ext)
         return dimg_error(ENOMEM, "out of memory");
@@ -201,7 +201,6 @@ open_embedded(struct dimg_image *img, struct vmdk_state *s, const uint8_t *hdr)
     uint64_t cap, doff, dsize;
     struct vmdk_extent tmp = { 0 };
     vmdk_sparse_header(&tmp, hdr, &cap, &doff, &dsize);
-    s->desc.parent_cid = UINT32_MAX;
     if (doff && dsize && doff < UINT64_MAX / VMDK_SECTOR && dsize < UINT64_MAX / VMDK_SECTOR)
         r = read_text(img->file, doff * VMDK_SECTOR, dsize * VMDK_SECTOR, &s->desc, true);
     img->size = e->length;
@@ -233,12 +232,18 @@ vmdk_open(struct dimg_image *img)
     int r = fsize < 0 ? (int)fsize : io_pread(img->file, hdr, sizeof hdr, 0);
     if (r < 0)
         goto fail;
-    if (load_le32(hdr) == VMDK4_MAGIC)
+    /* A sparse file's CIDs are read at byte 512, whatever its header says. */
+    s->cid_offset = VMDK_SECTOR;
+    if (load_le32(hdr) == VMDK4_MAGIC) {
         r = open_embedded(img, s, hdr);
-    else if (load_le32(hdr) == VMDK_COWD_MAGIC)
+    } else if (load_le32(hdr) == VMDK_COWD_MAGIC) {
         r = open_bare_cowd(img, s);
-    else
+    } else {
+        s->cid_offset = 0;
         r = open_descriptor(img, s, fsize);
+    }
+    if (r == 0)
+        r = vmdk_cid_load(img);
     if (r < 0)
         goto fail;
     if (s->desc.parent_hint && s->desc.parent_hint[0]) {
@@ -316,8 +321,10 @@ write_part(struct dimg_image *img, struct vmdk_extent *e, uint64_t rel, size_t n
            void *buf)
 {
     const uint8_t *p = (const uint8_t *)buf + done;
-    return e->type == VMDK_EXT_FLAT ? io_pwrite(e->file, p, n, e->flat_offset + rel)
-                                    : vmdk_sparse_write(img, e, p, n, rel);
+    if (e->type != VMDK_EXT_FLAT)
+        return vmdk_sparse_write(img, e, p, n, rel);
+    int r = io_pwrite(e->file, p, n, e->flat_offset + rel);
+    return r < 0 ? r : vmdk_cid_touch(img);
 }
 
 static int
@@ -393,7 +400,7 @@ zero_part(struct dimg_image *img, struct vmdk_extent *e, uint64_t rel, size_t n,
     for (size_t at = 0; at < n && r == 0; at += chunk)
         r = io_pwrite(e->file, zeros, (size_t)min_u64(chunk, n - at), e->flat_offset + rel + at);
     free(zeros);
-    return r;
+    return r < 0 ? r : vmdk_cid_touch(img);
 }
 
 static int
@@ -414,6 +421,21 @@ vmdk_flush(struct dimg_image *img)
         if (s->ext[i].owns_file && s->ext[i].file->writable)
             r = io_flush(s->ext[i].file);
     return r;
+}
+
+/* Extent files are opened and locked here, not by the core. */
+static int
+vmdk_set_perm(struct dimg_image *img, unsigned perm, unsigned shared)
+{
+    struct vmdk_state *s = dimg_image_state(img);
+    for (size_t i = 0; i < s->n_extents; i++) {
+        if (!s->ext[i].owns_file)
+            continue;
+        int r = io_set_perm(s->ext[i].file, perm, shared);
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
 static struct dimg_value *
@@ -526,4 +548,5 @@ const struct dimg_driver dimg_drv_vmdk = {
     .block_status = vmdk_block_status,
     .info = vmdk_info,
     .check = vmdk_check,
+    .set_perm = vmdk_set_perm,
 };

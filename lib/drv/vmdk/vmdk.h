@@ -36,6 +36,13 @@
 /* qemu refuses images above this many bytes ("File too large"). */
 #define VMDK_MAX_BYTES         (INT64_MAX / 2)
 
+/* v rounded up to a multiple of align (any non-zero value; v is a file size). */
+static inline uint64_t
+round_up_any(uint64_t v, uint64_t align)
+{
+    return (v + align - 1) / align * align;
+}
+
 enum vmdk_ext_type { VMDK_EXT_FLAT, VMDK_EXT_SPARSE };
 
 /* One extent line of a descriptor. */
@@ -48,7 +55,7 @@ struct vmdk_desc_extent {
 };
 
 struct vmdk_desc {
-    uint32_t cid, parent_cid;
+    uint32_t cid, parent_cid;    /* set by vmdk_cid_load, not by the parser */
     bool has_create_type;
     char *create_type;
     char *parent_hint;
@@ -85,7 +92,10 @@ struct vmdk_extent {
 
 struct vmdk_state {
     pthread_mutex_t lock;
-    struct vmdk_desc desc;
+    struct vmdk_desc desc;       /* cid and parent_cid as vmdk_cid_load reads them */
+    uint64_t cid_offset;         /* where the CIDs' text starts: 0 for a descriptor file */
+    bool cid_checked;            /* the parent's CID matched once (vmdk-cid.c) */
+    bool cid_updated;            /* this open gave the image a new CID */
     size_t n_extents;
     struct vmdk_extent *ext;
 };
@@ -123,6 +133,18 @@ int vmdk_cowd_check_reach(const struct vmdk_extent *e);
 int vmdk_cowd_bare_desc(struct dimg_io *file, const char *filename, struct vmdk_desc *out);
 /* SESPARSE extent (e->file open): always an error, qemu's text where it has one. */
 int vmdk_sesparse_refuse(struct vmdk_extent *e);
+
+/* vmdk-cid.c (the lock is held) */
+uint32_t vmdk_new_cid(void);
+/* The hex number one character after the first key in text; -1 if none. */
+int vmdk_scan_cid(const char *text, const char *key, uint32_t *out);
+/* Read the CID and parent CID as qemu does; an image without them does not open. */
+int vmdk_cid_load(struct dimg_image *img);
+/* Before reading from the parent or allocating a grain: -EINVAL unless the
+ * parent's CID matches the image's parent CID. */
+int vmdk_cid_check_parent(struct dimg_image *img);
+/* After data was written: the first time, give the image a new CID. */
+int vmdk_cid_touch(struct dimg_image *img);
 
 /* vmdk-check.c */
 int vmdk_check(struct dimg_image *img, unsigned fix, struct dimg_check *out);
