@@ -191,6 +191,20 @@ file_truncate(struct dimg_io *io, uint64_t size, enum dimg_prealloc prealloc)
 }
 
 static int
+file_allocate(struct dimg_io *io, uint64_t off, uint64_t len)
+{
+    struct io_file *f = IO_FILE(io);
+    if (f->is_blockdev)
+        return 0;
+    if (off > INT64_MAX || len > INT64_MAX - off)
+        return dimg_error(EFBIG, "Could not preallocate new data: %s", strerror(EFBIG));
+    int r = posix_fallocate(f->fd, (off_t)off, (off_t)len);
+    if (r != 0)
+        return dimg_error(r, "Could not preallocate new data: %s", strerror(r));
+    return 0;
+}
+
+static int
 file_zero(struct dimg_io *io, uint64_t off, uint64_t len, bool may_unmap)
 {
     struct io_file *f = IO_FILE(io);
@@ -322,6 +336,7 @@ static const struct dimg_io_ops file_ops = {
     .flush = file_flush,
     .get_size = file_get_size,
     .truncate = file_truncate,
+    .allocate = file_allocate,
     .zero = file_zero,
     .discard = file_discard,
     .block_status = file_block_status,

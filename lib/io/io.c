@@ -27,6 +27,17 @@ io_truncate(struct dimg_io *io, uint64_t size, enum dimg_prealloc prealloc)
 }
 
 int
+io_allocate(struct dimg_io *io, uint64_t off, uint64_t len)
+{
+    if (io->ops->allocate)
+        return io->ops->allocate(io, off, len);
+    int64_t size = io_get_size(io);
+    if (size < 0)
+        return (int)size;
+    return (uint64_t)size < off + len ? io_truncate(io, off + len, DIMG_PREALLOC_OFF) : 0;
+}
+
+int
 io_zero(struct dimg_io *io, uint64_t off, uint64_t len, bool may_unmap)
 {
     if (!io->ops->zero)

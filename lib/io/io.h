@@ -27,6 +27,9 @@ struct dimg_io_ops {
     int (*flush)(struct dimg_io *io);
     int64_t (*get_size)(struct dimg_io *io);
     int (*truncate)(struct dimg_io *io, uint64_t size, enum dimg_prealloc prealloc);
+    /* Reserve storage for [off, off + len), growing the file if it ends
+     * before; never shrinks it.  NULL: only growth, without reserving. */
+    int (*allocate)(struct dimg_io *io, uint64_t off, uint64_t len);
     /* Make a range read as zeros without writing them: -ENOTSUP if impossible. */
     int (*zero)(struct dimg_io *io, uint64_t off, uint64_t len, bool may_unmap);
     int (*discard)(struct dimg_io *io, uint64_t off, uint64_t len);
@@ -91,6 +94,7 @@ io_pwrite(struct dimg_io *io, const void *buf, size_t len, uint64_t off)
 int io_flush(struct dimg_io *io);
 int64_t io_get_size(struct dimg_io *io);
 int io_truncate(struct dimg_io *io, uint64_t size, enum dimg_prealloc prealloc);
+int io_allocate(struct dimg_io *io, uint64_t off, uint64_t len);
 int io_zero(struct dimg_io *io, uint64_t off, uint64_t len, bool may_unmap);
 int io_discard(struct dimg_io *io, uint64_t off, uint64_t len);
 int io_block_status(struct dimg_io *io, uint64_t off, uint64_t len, uint64_t *pnum);

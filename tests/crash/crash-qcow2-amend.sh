@@ -20,13 +20,16 @@ same_data() { # image reference.raw bytes label
     cmp -s -n "$3" got.raw "$2" || fail "$4: guest data changed"
 }
 
-# How long an uninterrupted run takes, so the kills spread over it.
-duration() { # args...
+# An uninterrupted run (not in a subshell: a failure must count); DUR is
+# how long it took in seconds, so the kills spread over it.
+run_timed() { # args...
     local t0 t1
-    t0=$(date +%s.%N)
+    t0=$(date +%s%N)
     "$DIMG" "$@" >/dev/null 2>&1 || fail "uninterrupted $*"
-    t1=$(date +%s.%N)
-    python3 -c "print(max($t1 - $t0, 0.02))"
+    t1=$(date +%s%N)
+    local ms=$(((t1 - t0) / 1000000))
+    [ $ms -lt 20 ] && ms=20
+    DUR=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
 }
 
 run_and_kill() { # seed duration args...
@@ -50,8 +53,8 @@ scenario() { # label source reference.raw bytes args... (IMG: the image)
     done
     set -- "${args[@]}"
     cp "$src" t.qcow2
-    local dur
-    dur=$(duration "$@")
+    run_timed "$@"
+    local dur=$DUR
     check_leaky t.qcow2 "$label (complete)"
     same_data t.qcow2 "$ref" "$bytes" "$label (complete)"
     for i in $(seq 1 "$ROUNDS"); do

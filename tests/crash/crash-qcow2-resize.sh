@@ -28,12 +28,14 @@ old_then_zeros() { # image reference.raw label
         fail "$3: the new area does not read as zeros"
 }
 
-duration_ms() { # args...
+# An uninterrupted run (not in a subshell: a failure must count); MS is
+# how long it took, so the kills spread over it.
+run_timed() { # args...
     local t0 t1
     t0=$(date +%s%N)
     "$DIMG" "$@" >/dev/null 2>&1 || fail "uninterrupted $*"
     t1=$(date +%s%N)
-    echo $(((t1 - t0) / 1000000 + 1))
+    MS=$(((t1 - t0) / 1000000 + 1))
 }
 
 scenario() { # label source reference.raw args... (IMG: the image)
@@ -44,10 +46,11 @@ scenario() { # label source reference.raw args... (IMG: the image)
         args+=("$a")
     done
     cp "$src" t.qcow2
-    local ms
-    ms=$(duration_ms "${args[@]}")
+    run_timed "${args[@]}"
+    local ms=$MS
     check_leaky t.qcow2 "$label (complete)"
     old_then_zeros t.qcow2 "$ref" "$label (complete)"
+    [ "$(stat -c %s got.raw)" -gt "$(stat -c %s "$ref")" ] || fail "$label: the image did not grow"
     for i in $(seq 1 "$ROUNDS"); do
         cp "$src" t.qcow2
         RANDOM=$i

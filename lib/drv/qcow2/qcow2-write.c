@@ -889,7 +889,9 @@ qcow2_preallocate_range(struct dimg_image *img, uint64_t from, uint64_t to, enum
         if (!has_data_file(s) && mode == DIMG_PREALLOC_FULL)
             r = io_write_zeroes(img->file, host, k << s->cluster_bits);
         else if (!has_data_file(s) && mode == DIMG_PREALLOC_FALLOC)
-            r = io_truncate(img->file, host + (k << s->cluster_bits), DIMG_PREALLOC_FALLOC);
+            /* Not a truncate: metadata allocated after these clusters may
+             * already lie beyond them in the file. */
+            r = io_allocate(img->file, host, k << s->cluster_bits);
         c += k;
     }
     /* The file covers every allocated cluster, as qemu-img's does. */
