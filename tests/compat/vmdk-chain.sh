@@ -152,15 +152,24 @@ done
 both i-extent info orig-s001.vmdk; same i-extent
 
 # The descriptor text after the first write (up to its first NUL, the new
-# CID masked) and the file size, after the same write by each tool.
-norm() {
+# CID masked) and the file size must be the same after the same write by each
+# tool.  A random CID has 1 to 8 digits, so a text cut at a size limit shows
+# up to 7 bytes more or less of its tail: the shorter text must then be a
+# prefix of the longer one.
+same_desc() { # qemu-file dimg-file text-offset
     python3 -c '
 import re, sys
-b = open(sys.argv[1], "rb").read()
-off = int(sys.argv[2])
-t = b[off:off + (10240 if off else len(b))].split(b"\0")[0]
-# a random CID has 1 to 8 digits: a text cut at the end of the window shows more or less of its tail
-print(len(b)); print(re.sub(rb"CID=[0-9a-f]+\n", b"CID=X\n", t, count=1)[:-8].decode(errors="replace"))' "$@"
+def text(path, off):
+    b = open(path, "rb").read()
+    t = b[off:off + (10240 if off else len(b))].split(b"\0")[0]
+    return len(b), re.sub(rb"CID=[0-9a-f]+\n", b"CID=X\n", t, count=1)
+(qn, q), (dn, d) = text(sys.argv[1], int(sys.argv[3])), text(sys.argv[2], int(sys.argv[3]))
+short, long_ = sorted((q, d), key=len)
+if qn != dn or len(long_) - len(short) > 7 or long_[:len(short)] != short:
+    print("sizes", qn, dn, file=sys.stderr)
+    print("qemu:", q[-80:], file=sys.stderr)
+    print("dimg:", d[-80:], file=sys.stderr)
+    sys.exit(1)' "$@"
 }
 rewrite_same() { # tag file text-offset [data-files...]
     local tag=$1 f=$2 off=$3; shift 3
@@ -168,8 +177,7 @@ rewrite_same() { # tag file text-offset [data-files...]
     cp "$f" "$@" q/; cp "$f" "$@" d/
     (cd q && "$QEMU_IMG" bench -w -c 1 -d 1 -s 512 -o 65536 "$f" >/dev/null) || fail "$tag: qemu-img write"
     (cd d && "$DIMG" bench -w -c 1 -d 1 -s 512 -o 65536 "$f" >/dev/null) || fail "$tag: dimg write"
-    norm "q/$f" "$off" >q.norm; norm "d/$f" "$off" >d.norm
-    cmp -s q.norm d.norm || { fail "$tag: descriptor rewritten differently"; diff q.norm d.norm | head -5 >&2; }
+    same_desc "q/$f" "d/$f" "$off" || fail "$tag: descriptor rewritten differently"
     case $tag in w-plain|w-mono|w-flat|w-cowd)
         [ "$(cid_of "d/$f")" != "$(cid_of "$f")" ] || fail "$tag: dimg kept the CID" ;;
     esac
