@@ -2,7 +2,9 @@
 # dimg writes into qcow2 images that need care: internal snapshots (shared
 # clusters and L2 tables are copied on write, the snapshot keeps its data) and
 # images left dirty by a killed lazy-refcounts writer (repaired on open, as
-# qemu does).  qemu-img check must be clean afterwards.
+# qemu does), an external data file whose L2 entry lost OFLAG_COPIED (still
+# allocated; a write gives it back, as qemu's does).  qemu-img check must be
+# clean afterwards.
 . "$TEST_LIB"
 requires qemu-img qemu-io
 
@@ -35,4 +37,23 @@ rc=$?
 [ $rc -eq 0 ] || fail "dirty: dimg check -r all exit $rc"
 "$QEMU_IMG" check -q d2.qcow2 || fail "dirty: check after dimg check -r all"
 "$QEMU_IMG" info --output=json d2.qcow2 | grep -q '"dirty-flag": false' || fail "dirty: flag not cleared by check -r"
+# External data file, one preallocated entry without OFLAG_COPIED: reads and
+# writes as an allocated cluster; the write leaves the same files as qemu's.
+"$QEMU_IMG" create -q -f qcow2 -o data_file=x.data,preallocation=metadata x.qcow2 1M
+"$QEMU_IO" -c "write -P 0x46 100k 4k" -c "write -P 0x47 72k 4k" x.qcow2 >/dev/null
+l1=$((0x$(od -An -t x8 --endian=big -j40 -N8 x.qcow2 | tr -d ' ')))
+l2=$((0x$(od -An -t x8 --endian=big -j$l1 -N8 x.qcow2 | tr -d ' ') & 0xfffffffffffe00))
+printf '\000' | dd of=x.qcow2 bs=1 seek=$((l2 + 8)) conv=notrunc status=none
+[ "$(od -An -t x8 --endian=big -j$((l2 + 8)) -N8 x.qcow2 | tr -d ' ')" = 0000000000010000 ] ||
+    fail "setup: L2 entry 1 not as expected"
+"$QEMU_IMG" convert -O raw x.qcow2 xq.raw || fail "qemu-img read"
+"$DIMG" convert -O raw x.qcow2 xd.raw || fail "dimg read"
+cmp -s xq.raw xd.raw || fail "data file: dimg reads other bytes than qemu-img"
+for tool in q d; do
+    mkdir "$tool" && cp x.qcow2 x.data "$tool"/
+done
+(cd q && "$QEMU_IMG" bench -w -c 1 -d 1 -s 4096 -o 69632 --pattern=0x55 x.qcow2 >/dev/null) || fail "qemu-img write"
+(cd d && "$DIMG" bench -w -c 1 -d 1 -s 4096 -o 69632 --pattern=0x55 x.qcow2 >/dev/null) || fail "dimg write"
+cmp -s q/x.qcow2 d/x.qcow2 || fail "data file: metadata differs from qemu's after the write"
+cmp -s q/x.data d/x.data || fail "data file: data differs from qemu's after the write"
 finish

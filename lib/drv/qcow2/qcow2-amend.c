@@ -102,7 +102,7 @@ parse_request(struct dimg_image *img, const struct dimg_opts *o, struct amend_re
     q->backing_fmt = opts_get(o, "backing_fmt");
     q->backing_given = q->backing_file || q->backing_fmt;
     if ((v = opts_get(o, "data_file"))) {
-        if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE))
+        if (!qcow2_has_data_file(s))
             return dimg_error(EINVAL, "data-file can only be set for images that use an "
                                       "external data file");
         q->set_data_file = true;
@@ -305,7 +305,7 @@ downgrade(struct dimg_image *img, const struct progress *p)
     struct qcow2_state *s = dimg_image_state(img);
     if (s->refcount_order != 4)
         return dimg_error(ENOTSUP, "compat=0.10 requires refcount_bits=16");
-    if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
+    if (qcow2_has_data_file(s))
         return dimg_error(ENOTSUP, "Cannot downgrade an image with a data file");
     uint64_t features = s->incompat & ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);
     if (features)

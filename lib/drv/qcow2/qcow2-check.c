@@ -51,12 +51,6 @@ struct chk {
     uint64_t highest;        /* highest cluster used or counted */
 };
 
-static bool
-has_data_file(const struct qcow2_state *s)
-{
-    return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
-}
-
 /*
  * Count one reference in every cluster [off, off + size) touches.  A region
  * reaching a whole cluster or more past the end of the file is an error, not
@@ -195,7 +189,7 @@ check_l2(struct chk *c, uint64_t l2_off, bool frag)
                         "for compressed clusters\n", e & coff_mask);
                 res->corruptions++;
             }
-            if (has_data_file(s)) {
+            if (qcow2_has_data_file(s)) {
                 fprintf(stderr, "ERROR compressed cluster %" PRIu32 " with data file, "
                         "entry=0x%" PRIx64 "\n", i, (uint64_t)(e & ~QCOW2_OFLAG_COPIED));
                 res->corruptions++;
@@ -223,7 +217,7 @@ check_l2(struct chk *c, uint64_t l2_off, bool frag)
             res->corruptions++;
         }
         bool zero_flag = !s->extended_l2 && (e & QCOW2_OFLAG_ZERO);
-        bool raw_at_zero = has_data_file(s) && (e & QCOW2_OFLAG_COPIED);
+        bool raw_at_zero = qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED);
         if (off == 0 && !raw_at_zero) {
             if (!zero_flag && (bitmap & 0xffffffffull)) {
                 fprintf(stderr, "ERROR: Unallocated cluster has non-zero subcluster "
@@ -260,7 +254,7 @@ check_l2(struct chk *c, uint64_t l2_off, bool frag)
                 res->fragmented_clusters++;
             next_contiguous = off + s->cluster_size;
         }
-        if (!has_data_file(s))
+        if (!qcow2_has_data_file(s))
             count_region(c, off, s->cluster_size);
     }
     return 0;
@@ -576,11 +570,11 @@ check_oflag_copied(struct chk *c, unsigned fix)
         unsigned changed = 0;
         for (uint32_t j = 0; j < s->l2_entries; j++) {
             uint64_t bitmap, le = l2_get(c, j, &bitmap), data = le & QCOW2_OFFSET_MASK;
-            if ((le & QCOW2_OFLAG_COMPRESSED) || (!data && !has_data_file(s)))
+            if ((le & QCOW2_OFLAG_COMPRESSED) || (!data && !qcow2_has_data_file(s)))
                 continue;
             if (!data && !(le & QCOW2_OFLAG_COPIED))
                 continue;
-            if (has_data_file(s))
+            if (qcow2_has_data_file(s))
                 rc = 1;
             else if (stored_refcount(c, data >> s->cluster_bits, &rc) < 0)
                 continue;

@@ -57,7 +57,7 @@ static bool
 can_rewrite(const struct qcow2_state *s)
 {
     return s->version >= 3 && s->nb_snapshots == 0 && !has_bitmaps(s) &&
-           !(s->incompat & QCOW2_INCOMPAT_DATA_FILE) && s->crypt_method == 0 &&
+           !qcow2_has_data_file(s) && s->crypt_method == 0 &&
            3 + l1_clusters(s) <= refblock_entries(s);
 }
 
@@ -324,7 +324,7 @@ entry_clusters(const struct qcow2_state *s, uint64_t entry, uint64_t *first, uin
         return 0;
     }
     uint64_t host = entry & QCOW2_OFFSET_MASK;
-    if (host && !(s->incompat & QCOW2_INCOMPAT_DATA_FILE)) {
+    if (host && !qcow2_has_data_file(s)) {
         *first = host >> s->cluster_bits;
         *n = 1;
     }

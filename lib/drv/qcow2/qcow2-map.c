@@ -119,7 +119,7 @@ classify(struct dimg_image *img, const struct qcow2_state *s, const uint64_t *l2
 {
     uint64_t entry = l2[(size_t)l2_index * (s->l2_entry_size / 8)];
     uint64_t in_cluster = off & (s->cluster_size - 1);
-    bool data_file = s->incompat & QCOW2_INCOMPAT_DATA_FILE;
+    bool data_file = qcow2_has_data_file(s);
     if (entry & QCOW2_OFLAG_COMPRESSED) {
         if (data_file)
             return dimg_error(EBADMSG, "%s: compressed cluster in an image with an external data file",
@@ -129,7 +129,7 @@ classify(struct dimg_image *img, const struct qcow2_state *s, const uint64_t *l2
         return 0;
     }
     uint64_t host = entry & QCOW2_OFFSET_MASK;
-    bool allocated = host != 0 || (data_file && (entry & QCOW2_OFLAG_COPIED));
+    bool allocated = qcow2_entry_has_host(s, entry);
     if (allocated && (host & (s->cluster_size - 1)))
         return dimg_error(EBADMSG,
                           "%s: Cluster allocation offset %#" PRIx64 " unaligned (guest offset %#" PRIx64 ")",

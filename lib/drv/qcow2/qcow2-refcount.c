@@ -280,8 +280,10 @@ ensure_block(struct dimg_image *img, uint64_t ti, int depth)
     return qcow2_refcount_update(img, self, 1, depth + 1);
 }
 
+/* Add delta to a cluster's refcount; *after (when asked) gets the new count. */
 int
-qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth)
+qcow2_refcount_update_to(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth,
+                         uint64_t *after)
 {
     struct qcow2_state *s = dimg_image_state(img);
     uint64_t ti = cluster / rb_entries(s);
@@ -302,7 +304,15 @@ qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, i
                           img->filename, cluster << s->cluster_bits);
     rb_write(s, sl->block, i, v + (uint64_t)delta);
     sl->dirty = true;
+    if (after)
+        *after = v + (uint64_t)delta;
     return 0;
+}
+
+int
+qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth)
+{
+    return qcow2_refcount_update_to(img, cluster, delta, depth, NULL);
 }
 
 int
@@ -435,12 +445,10 @@ qcow2_apply_frees(struct dimg_image *img)
     struct qcow2_state *s = dimg_image_state(img);
     for (size_t i = 0; i < s->pending_free_n; i++) {
         uint64_t cluster = s->pending_free[i] >> s->cluster_bits, rc = 1;
-        int r = qcow2_refcount_update(img, cluster, -1, 0);
-        if (r == 0 && (s->pending_free[i] & QCOW2_FREE_DISCARD))
-            r = qcow2_refcount_get(img, cluster, &rc);
+        int r = qcow2_refcount_update_to(img, cluster, -1, 0, &rc);
         /* Space the guest gave back leaves the file too once nothing uses it
          * (a hole), as qemu passes discard requests down. */
-        if (r == 0 && rc == 0)
+        if (r == 0 && rc == 0 && (s->pending_free[i] & QCOW2_FREE_DISCARD))
             r = io_discard(img->file, cluster << s->cluster_bits, s->cluster_size);
         if (r < 0)
             return r;

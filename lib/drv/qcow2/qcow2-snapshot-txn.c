@@ -196,12 +196,6 @@ qcow2_txn_alloc(struct qcow2_txn *t, uint64_t n, uint64_t *off)
     return r;
 }
 
-static bool
-has_data_file(const struct qcow2_state *s)
-{
-    return s->incompat & QCOW2_INCOMPAT_DATA_FILE;
-}
-
 /* Host clusters a compressed cluster's bytes occupy. */
 static void
 compressed_span(const struct qcow2_state *s, uint64_t entry, uint64_t *first, uint64_t *last)
@@ -237,7 +231,7 @@ ref_l2_entries(struct qcow2_txn *t, int64_t delta)
             compressed_span(s, e, &first, &last);
             for (uint64_t c = first; c <= last && r == 0; c++)
                 r = qcow2_txn_ref(t, c, delta);
-        } else if ((e & QCOW2_OFFSET_MASK) && !has_data_file(s)) {
+        } else if ((e & QCOW2_OFFSET_MASK) && !qcow2_has_data_file(s)) {
             uint64_t host = e & QCOW2_OFFSET_MASK;
             if (host & (s->cluster_size - 1))
                 return dimg_error(EBADMSG, "%s: cluster offset %#" PRIx64 " unaligned",
@@ -280,7 +274,7 @@ fix_l2_flags(struct qcow2_txn *t, bool *changed)
         uint64_t e = load_be64(p), want = e;
         if (e & QCOW2_OFLAG_COMPRESSED) {
             want = e & ~QCOW2_OFLAG_COPIED;
-        } else if ((e & QCOW2_OFFSET_MASK) && !has_data_file(s)) {
+        } else if ((e & QCOW2_OFFSET_MASK) && !qcow2_has_data_file(s)) {
             uint64_t rc;
             int r = qcow2_txn_refcount(t, (e & QCOW2_OFFSET_MASK) >> s->cluster_bits, &rc);
             if (r < 0)

@@ -24,12 +24,6 @@
 /* qemu-img keeps names in a 256-byte buffer and ids in a 128-byte one. */
 #define SNAPSHOT_NAME_MAX 255u
 
-static bool
-has_data_file(const struct qcow2_state *s)
-{
-    return s->incompat & QCOW2_INCOMPAT_DATA_FILE;
-}
-
 static uint32_t
 entry_extra_len(const struct qcow2_snapshot *sn)
 {
@@ -141,7 +135,7 @@ int
 qcow2_snapshot_create(struct dimg_image *img, const char *name)
 {
     struct qcow2_state *s = dimg_image_state(img);
-    if (has_data_file(s))
+    if (qcow2_has_data_file(s))
         return dimg_error(ENOTSUP, "%s: internal snapshots need the data in the image file",
                           img->filename);
     if (s->nsnap >= QCOW2_MAX_SNAPSHOTS)
@@ -203,7 +197,7 @@ int
 qcow2_snapshot_goto(struct dimg_image *img, const char *name_or_id)
 {
     struct qcow2_state *s = dimg_image_state(img);
-    if (has_data_file(s))
+    if (qcow2_has_data_file(s))
         return dimg_error(ENOTSUP, "Failed to load snapshot: %s", strerror(ENOTSUP));
     /* qemu-img -a: an id match wins over a name match. */
     int i = qcow2_snapshot_find(s, name_or_id, NULL);

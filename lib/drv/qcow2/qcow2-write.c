@@ -91,12 +91,6 @@ qcow2_write_prepare(struct dimg_image *img)
     return qcow2_bitmaps_activate(img);
 }
 
-static bool
-has_data_file(const struct qcow2_state *s)
-{
-    return s->incompat & QCOW2_INCOMPAT_DATA_FILE;
-}
-
 static uint32_t
 l2_stride(const struct qcow2_state *s)
 {
@@ -204,7 +198,7 @@ release_entry(struct dimg_image *img, uint64_t entry, bool discard)
         return 0;
     }
     uint64_t host = entry & QCOW2_OFFSET_MASK;
-    if (host && !has_data_file(s))
+    if (host && !qcow2_has_data_file(s))
         return qcow2_free_later(img, host | tag);
     return 0;
 }
@@ -214,12 +208,10 @@ release_entry(struct dimg_image *img, uint64_t entry, bool discard)
  * place?  Only with OFLAG_COPIED (refcount exactly one): a cluster shared with
  * a snapshot is copied on write instead.
  */
-static bool entry_has_host(const struct qcow2_state *s, uint64_t entry);
-
 static bool
 entry_owned(const struct qcow2_state *s, uint64_t entry)
 {
-    return !(entry & QCOW2_OFLAG_COMPRESSED) && entry_has_host(s, entry) &&
+    return !(entry & QCOW2_OFLAG_COMPRESSED) && qcow2_entry_has_host(s, entry) &&
            (entry & QCOW2_OFLAG_COPIED);
 }
 
@@ -305,7 +297,7 @@ write_owned(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_t n, 
 {
     struct qcow2_state *s = dimg_image_state(img);
     uint64_t coff = round_down_u64(off, s->cluster_size);
-    uint64_t host = has_data_file(s) ? coff : (entry & QCOW2_OFFSET_MASK);
+    uint64_t host = qcow2_has_data_file(s) ? coff : (entry & QCOW2_OFFSET_MASK);
     struct qcow2_l2_slot *slot;
     uint32_t idx;
     if (!s->extended_l2 && !(entry & QCOW2_OFLAG_ZERO))
@@ -412,7 +404,7 @@ write_allocating(struct dimg_image *img, uint64_t off, const uint8_t *buf, size_
     uint64_t run_end = min_u64(end, coff + (k << s->cluster_bits));
 
     uint64_t host;
-    if (has_data_file(s)) {
+    if (qcow2_has_data_file(s)) {
         host = coff;
     } else if ((r = qcow2_alloc_clusters(img, k, &host)) < 0) {
         return r;
@@ -538,7 +530,7 @@ clear_cluster(struct dimg_image *img, uint64_t coff, bool zero, bool unmap)
         e[0] = 0;
     }
     slot->dirty = true;
-    if (has_data_file(s) && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
+    if (qcow2_has_data_file(s) && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW))
         return io_write_zeroes(s->data_file, coff, min_u64(s->cluster_size, img->size - coff));
     return 0;
 }
@@ -567,7 +559,7 @@ zero_subclusters(struct dimg_image *img, uint64_t coff, unsigned first, unsigned
     uint64_t mask = subcluster_mask(first, last);
     e[1] = (e[1] & ~mask) | (mask << 32);
     slot->dirty = true;
-    if (has_data_file(s) && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW)) {
+    if (qcow2_has_data_file(s) && (s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW)) {
         uint64_t a = coff + ((uint64_t)first << s->subcluster_bits);
         uint64_t b = min_u64(coff + ((uint64_t)(last + 1) << s->subcluster_bits), img->size);
         return io_write_zeroes(s->data_file, a, b - a);
@@ -726,7 +718,7 @@ qcow2_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uin
     if ((off & (s->cluster_size - 1)) || (len != s->cluster_size && off + len != img->size))
         return dimg_error(EINVAL, "%s: compressed writes must cover exactly one cluster",
                           img->filename);
-    if (has_data_file(s))
+    if (qcow2_has_data_file(s))
         return dimg_error(ENOTSUP, "Compression is not supported with an external data file");
     qcow2_bitmaps_mark_dirty(img, off, len);
     uint8_t *in = (uint8_t *)buf, *padded = NULL;
@@ -832,16 +824,6 @@ qcow2_flush(struct dimg_image *img)
 }
 
 /* Does this L2 entry give the guest cluster host storage already? */
-static bool
-entry_has_host(const struct qcow2_state *s, uint64_t entry)
-{
-    if (entry & QCOW2_OFLAG_COMPRESSED)
-        return true;
-    if (has_data_file(s))
-        return (entry & QCOW2_OFLAG_COPIED) != 0;
-    return (entry & QCOW2_OFFSET_MASK) != 0;
-}
-
 /*
  * preallocation=metadata/falloc/full (and data_file_raw) for the guest
  * clusters [from, to) (cluster-aligned from): each cluster without host
@@ -866,14 +848,14 @@ qcow2_preallocate_range(struct dimg_image *img, uint64_t from, uint64_t to, enum
         if ((r = l2_for_write(img, c << s->cluster_bits, &slot, &idx)) < 0)
             break;
         uint64_t k = 0, room = min_u64(clusters - c, s->l2_entries - idx);
-        if (entry_has_host(s, slot->table[(size_t)idx * l2_stride(s)])) {
+        if (qcow2_entry_has_host(s, slot->table[(size_t)idx * l2_stride(s)])) {
             c++;
             continue;
         }
-        while (k < room && !entry_has_host(s, slot->table[(size_t)(idx + k) * l2_stride(s)]))
+        while (k < room && !qcow2_entry_has_host(s, slot->table[(size_t)(idx + k) * l2_stride(s)]))
             k++;
         uint64_t host = c << s->cluster_bits;
-        if (!has_data_file(s) && (r = qcow2_alloc_clusters(img, k, &host)) < 0)
+        if (!qcow2_has_data_file(s) && (r = qcow2_alloc_clusters(img, k, &host)) < 0)
             break;
         if ((r = l2_for_write(img, c << s->cluster_bits, &slot, &idx)) < 0)
             break;
@@ -886,9 +868,9 @@ qcow2_preallocate_range(struct dimg_image *img, uint64_t from, uint64_t to, enum
                 e[1] = 0xffffffffull;
         }
         slot->dirty = true;
-        if (!has_data_file(s) && mode == DIMG_PREALLOC_FULL)
+        if (!qcow2_has_data_file(s) && mode == DIMG_PREALLOC_FULL)
             r = io_write_zeroes(img->file, host, k << s->cluster_bits);
-        else if (!has_data_file(s) && mode == DIMG_PREALLOC_FALLOC)
+        else if (!qcow2_has_data_file(s) && mode == DIMG_PREALLOC_FALLOC)
             /* Not a truncate: metadata allocated after these clusters may
              * already lie beyond them in the file. */
             r = io_allocate(img->file, host, k << s->cluster_bits);

@@ -212,7 +212,7 @@ load_l1(struct dimg_image *img, struct qcow2_state *s)
 static int
 open_data_file(struct dimg_image *img, struct qcow2_state *s)
 {
-    if (!(s->incompat & QCOW2_INCOMPAT_DATA_FILE)) {
+    if (!qcow2_has_data_file(s)) {
         s->data_file = img->file;
         return 0;
     }
@@ -421,7 +421,7 @@ qcow2_info(struct dimg_image *img, struct dimg_info *out)
         if (s->version >= 3) {
             if (s->data_file_name)
                 add_string(d, "data-file", s->data_file_name);
-            if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
+            if (qcow2_has_data_file(s))
                 add_bool(d, "data-file-raw", s->autoclear & QCOW2_AUTOCLEAR_DATA_RAW);
             add_bool(d, "corrupt", s->incompat & QCOW2_INCOMPAT_CORRUPT);
             add_bool(d, "extended-l2", s->extended_l2);

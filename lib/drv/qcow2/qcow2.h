@@ -197,6 +197,26 @@ int qcow2_decompress_cluster(struct dimg_image *img, uint64_t descriptor, uint8_
 /* Compress one cluster; returns the compressed length, or 0 when it does not shrink. */
 size_t qcow2_compress_cluster(const struct qcow2_state *s, const uint8_t *in, uint8_t *out);
 
+static inline bool
+qcow2_has_data_file(const struct qcow2_state *s)
+{
+    return (s->incompat & QCOW2_INCOMPAT_DATA_FILE) != 0;
+}
+
+/*
+ * Does this L2 entry give its cluster host storage?  Compressed clusters have
+ * it; otherwise an offset does, and with an external data file offset 0 is a
+ * real host cluster when OFLAG_COPIED marks it (the spec's disambiguation).
+ */
+static inline bool
+qcow2_entry_has_host(const struct qcow2_state *s, uint64_t entry)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED)
+        return true;
+    return (entry & QCOW2_OFFSET_MASK) != 0 ||
+           (qcow2_has_data_file(s) && (entry & QCOW2_OFLAG_COPIED));
+}
+
 /* Entry i of a refcount block in its on-disk layout (2^order bits per entry). */
 static inline uint64_t
 qcow2_rb_entry_get(unsigned order, const uint8_t *b, uint64_t i)
@@ -243,6 +263,8 @@ int qcow2_count_referenced(struct dimg_image *img, uint64_t n, uint64_t limit, u
 int qcow2_refcount_get(struct dimg_image *img, uint64_t cluster, uint64_t *rc);
 uint64_t qcow2_refcount_max(const struct qcow2_state *s);
 int qcow2_refcount_update(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth);
+int qcow2_refcount_update_to(struct dimg_image *img, uint64_t cluster, int64_t delta, int depth,
+                             uint64_t *after);
 int qcow2_alloc_clusters(struct dimg_image *img, uint64_t n, uint64_t *host);
 int qcow2_reftable_commit(struct dimg_image *img);
 /* Or'd into a qcow2_free_later() offset: punch the cluster out of the file
