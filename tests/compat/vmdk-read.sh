@@ -1,7 +1,10 @@
 #!/bin/bash
 # VMDK images made by qemu-img/qemu-io (every subformat, zeroed grains,
 # compressed grains, a backing chain) read by dimg: convert -O raw gives
-# qemu-img's bytes; info and map print what qemu-img prints.
+# qemu-img's bytes; info and map print what qemu-img prints.  Sparse headers
+# whose flags, compression algorithm and embedded createType disagree are
+# read as qemu reads them: the algorithm decides, and the header (not the
+# text) gives the create type.
 . "$TEST_LIB"
 requires qemu-img qemu-io
 
@@ -46,4 +49,29 @@ cmp -s q.raw d.raw || fail "chain: guest bytes differ"
 both chain info --backing-chain --output=json top.vmdk; same chain
 both chainh info --backing-chain top.vmdk; same chainh
 both chainmap map --output=json top.vmdk; same chainmap
+# Headers that disagree with themselves, made from one streamOptimized image.
+"$QEMU_IMG" convert -O vmdk -o subformat=streamOptimized src.raw so.vmdk
+poke() { # file offset bytes...
+    local f=$1 off=$2; shift 2
+    printf "$(printf '\\x%02x' "$@")" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
+}
+cp so.vmdk h-nocomp.vmdk; poke h-nocomp.vmdk 8 3 0 2 0     # markers, no compression flag
+cp so.vmdk h-none.vmdk; poke h-none.vmdk 8 3 0 0 0         # neither flag, deflate named
+cp so.vmdk h-alg0.vmdk; poke h-alg0.vmdk 77 0 0            # flags kept, no algorithm
+"$QEMU_IMG" create -q -f vmdk ms.vmdk 4M
+cp ms.vmdk h-text.vmdk
+sed -i 's/createType="monolithicSparse"/createType="vmfsSparse"      /' h-text.vmdk
+grep -aq 'createType="vmfsSparse"' h-text.vmdk || fail "setup: createType not rewritten"
+for f in h-nocomp h-none h-alg0 h-text; do
+    both "$f-info" info --output=json "$f.vmdk"; same "$f-info"
+    both "$f-infoh" info "$f.vmdk"; same "$f-infoh"
+    "$QEMU_IMG" convert -O raw "$f.vmdk" q.raw 2>/dev/null; qrc=$?
+    "$DIMG" convert -O raw "$f.vmdk" d.raw 2>/dev/null; drc=$?
+    [ $qrc = $drc ] || fail "$f: convert exit $drc, qemu-img $qrc"
+    [ $qrc != 0 ] || cmp -s q.raw d.raw || fail "$f: guest bytes differ"
+done
+# an algorithm nobody knows under the compression flag: dimg refuses (qemu
+# reads the deflated grains as plain data)
+cp so.vmdk h-alg2.vmdk; poke h-alg2.vmdk 77 2 0
+expect_rc 1 "$DIMG" info h-alg2.vmdk
 finish

@@ -41,7 +41,8 @@ vmdk_sparse_header(struct vmdk_extent *e, const uint8_t *h, uint64_t *capacity,
     if (*capacity > VMDK_MAX_BYTES / VMDK_SECTOR)
         return dimg_error(EFBIG, "Could not refresh total sector count: File too large");
     e->grain_bytes = (uint32_t)grain * VMDK_SECTOR;
-    if ((e->flags & VMDK4_FLAG_COMPRESS) && e->compress_alg != 1)
+    /* An unknown algorithm matters only where the flag claims compression. */
+    if ((e->flags & VMDK4_FLAG_COMPRESS) && e->compress_alg > VMDK_COMPRESS_DEFLATE)
         return dimg_error(ENOTSUP, "Unsupported VMDK compression algorithm %u",
                           (unsigned)e->compress_alg);
     if (gd == VMDK_GD_AT_END) {
@@ -54,12 +55,6 @@ vmdk_sparse_header(struct vmdk_extent *e, const uint8_t *h, uint64_t *capacity,
     e->gd_offset = gd * VMDK_SECTOR;
     e->rgd_offset = (e->flags & VMDK4_FLAG_RGD) ? rgd * VMDK_SECTOR : 0;
     return 0;
-}
-
-static bool
-is_compressed(const struct vmdk_extent *e)
-{
-    return e->flags & VMDK4_FLAG_COMPRESS;
 }
 
 static int
@@ -132,7 +127,7 @@ vmdk_sparse_open(struct vmdk_extent *e, const uint8_t *hdr)
     /* qemu appends plain grains at the file's end rounded up to a whole
      * grain; compressed grains follow each other sector by sector. */
     e->alloc_end = round_up_any((uint64_t)fsize,
-                                is_compressed(e) ? VMDK_SECTOR : e->grain_bytes);
+                                vmdk_grains_compressed(e) ? VMDK_SECTOR : e->grain_bytes);
     return 0;
 }
 
@@ -260,7 +255,7 @@ vmdk_sparse_read(struct dimg_image *img, struct vmdk_extent *e, uint8_t *buf, si
                 r = image_read_backing(img, buf, n, e->start + off);
         } else if (gte == VMDK_GTE_ZEROED && (e->flags & VMDK4_FLAG_ZERO_GRAIN)) {
             memset(buf, 0, n);
-        } else if (is_compressed(e)) {
+        } else if (vmdk_grains_compressed(e)) {
             if (!grain_buf && !(grain_buf = malloc(e->grain_bytes))) {
                 r = dimg_error(ENOMEM, "out of memory");
                 goto out;
@@ -298,7 +293,7 @@ vmdk_sparse_status(struct vmdk_extent *e, uint64_t off, uint64_t len, struct dim
         out->flags = 0;
     else if (zero)
         out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_ZERO;
-    else if (is_compressed(e))
+    else if (vmdk_grains_compressed(e))
         out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_DATA | DIMG_EXTENT_COMPRESSED;
     else
         out->flags = DIMG_EXTENT_ALLOCATED | DIMG_EXTENT_DATA | DIMG_EXTENT_OFFSET;
@@ -313,12 +308,12 @@ vmdk_sparse_status(struct vmdk_extent *e, uint64_t off, uint64_t len, struct dim
         if (r == VMDK_GTE_BEYOND_GD)
             break;
         bool same;
-        if (first == 0 || zero || is_compressed(e))
+        if (first == 0 || zero || vmdk_grains_compressed(e))
             same = g == first;
         else
             same = g != 0 && !(g == VMDK_GTE_ZEROED && (e->flags & VMDK4_FLAG_ZERO_GRAIN)) &&
                    (uint64_t)g * VMDK_SECTOR == (uint64_t)first * VMDK_SECTOR + in + run;
-        if (is_compressed(e) && first != 0 && !zero)
+        if (vmdk_grains_compressed(e) && first != 0 && !zero)
             same = false;
         if (!same)
             break;
@@ -352,7 +347,7 @@ grain_content(struct dimg_image *img, struct vmdk_extent *e, uint32_t gte, uint6
         return 0;
     }
     if (gte != 0)
-        return is_compressed(e) ? read_compressed(e, gte, out)
+        return vmdk_grains_compressed(e) ? read_compressed(e, gte, out)
                                 : io_pread(e->file, out, e->grain_bytes,
                                            (uint64_t)gte * VMDK_SECTOR);
     uint64_t have = min_u64(e->grain_bytes, e->length - goff);
@@ -438,7 +433,7 @@ vmdk_sparse_write(struct dimg_image *img, struct vmdk_extent *e, const uint8_t *
         if (r < 0)
             goto out;
         bool zeroed = gte == VMDK_GTE_ZEROED && (e->flags & VMDK4_FLAG_ZERO_GRAIN);
-        if (gte != 0 && !zeroed && !is_compressed(e)) {
+        if (gte != 0 && !zeroed && !vmdk_grains_compressed(e)) {
             r = io_pwrite(e->file, buf, n, (uint64_t)gte * VMDK_SECTOR + in);
         } else {
             /* A new grain (or a compressed one, which cannot change in place):
@@ -458,7 +453,7 @@ vmdk_sparse_write(struct dimg_image *img, struct vmdk_extent *e, const uint8_t *
             if (r < 0)
                 goto out;
             memcpy(grain + in, buf, n);
-            if (is_compressed(e)) {
+            if (vmdk_grains_compressed(e)) {
                 uint8_t *rec;
                 size_t rec_len;
                 r = compress_grain(e, grain, goff, &rec, &rec_len);
@@ -537,7 +532,7 @@ vmdk_pwrite_compressed(struct dimg_image *img, const void *buf, size_t len, uint
         if (off >= s->ext[i].start && off - s->ext[i].start < s->ext[i].length)
             e = &s->ext[i];
     /* qemu-img convert -c to an uncompressed subformat writes plain grains. */
-    if (!e || e->type != VMDK_EXT_SPARSE || !is_compressed(e))
+    if (!e || e->type != VMDK_EXT_SPARSE || !vmdk_grains_compressed(e))
         return img->drv->pwrite(img, buf, len, off);
     uint64_t goff = off - e->start;
     if (goff % e->grain_bytes || len > e->grain_bytes)

@@ -204,7 +204,13 @@ open_embedded(struct dimg_image *img, struct vmdk_state *s, const uint8_t *hdr)
     if (doff && dsize && doff < UINT64_MAX / VMDK_SECTOR && dsize < UINT64_MAX / VMDK_SECTOR)
         r = read_text(img->file, doff * VMDK_SECTOR, dsize * VMDK_SECTOR, &s->desc, true);
     img->size = e->length;
-    return r;
+    if (r < 0)
+        return r;
+    /* The file's own header says what it is, whatever its text claims (qemu
+     * shows the same). */
+    free(s->desc.create_type);
+    s->desc.create_type = strdup(vmdk_grains_compressed(e) ? "streamOptimized" : "monolithicSparse");
+    return s->desc.create_type ? 0 : dimg_error(ENOMEM, "out of memory");
 }
 
 /* A COWD file opened directly: one extent, and the descriptor qemu reads from it. */
@@ -264,7 +270,7 @@ vmdk_open(struct dimg_image *img)
     /* streamOptimized: every grain is compressed, so writers should hand over whole grains. */
     img->compressed_only = s->n_extents > 0;
     for (size_t i = 0; i < s->n_extents; i++)
-        if (s->ext[i].type != VMDK_EXT_SPARSE || !(s->ext[i].flags & VMDK4_FLAG_COMPRESS))
+        if (!vmdk_grains_compressed(&s->ext[i]))
             img->compressed_only = false;
     return 0;
 fail:
@@ -512,7 +518,7 @@ vmdk_info(struct dimg_image *img, struct dimg_info *out)
             struct dimg_value *x = value_add(arr, DIMG_VALUE_OBJECT, NULL);
             if (!x)
                 break;
-            if (e->type == VMDK_EXT_SPARSE && (e->flags & VMDK4_FLAG_COMPRESS)) {
+            if (vmdk_grains_compressed(e)) {
                 struct dimg_value *c = value_add(x, DIMG_VALUE_BOOL, "compressed");
                 if (c)
                     c->v.b = 1;

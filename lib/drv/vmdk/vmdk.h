@@ -23,6 +23,7 @@
 #define VMDK4_FLAG_ZERO_GRAIN 0x4u
 #define VMDK4_FLAG_COMPRESS   0x10000u
 #define VMDK4_FLAG_MARKER     0x20000u
+#define VMDK_COMPRESS_DEFLATE 1u
 
 #define VMDK_GTE_ZEROED 1u
 /* gte_get's answer for a COWD grain its grain directory does not reach. */
@@ -89,6 +90,14 @@ struct vmdk_extent {
                                          of the file and read as 0 */
     uint32_t free_sector;             /* the header's next-free-sector field */
 };
+
+/* Grains are deflated when the header's algorithm says so; the spec leaves the
+ * compression flag to name "some" compression, and qemu goes by the algorithm. */
+static inline bool
+vmdk_grains_compressed(const struct vmdk_extent *e)
+{
+    return e->type == VMDK_EXT_SPARSE && e->compress_alg == VMDK_COMPRESS_DEFLATE;
+}
 
 struct vmdk_state {
     pthread_mutex_t lock;
