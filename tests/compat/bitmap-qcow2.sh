@@ -198,7 +198,9 @@ $((ext + 12)) 00000001
 $((ext + 31)) 08
 $((ext + 16)) 0000000006400000
 $((ext + 16)) 0000000000000028
+$((ext + 16)) 0000000000000000
 $((dir)) 0000000000012345
+$((dir)) 0000000000000000
 $((dir + 8)) 00000002
 $((dir + 8)) 00000000
 $((dir + 12)) 00000010
@@ -222,4 +224,34 @@ run_as q.ac-check "$QEMU_IMG" check q.qcow2
 run_as d.ac-check "$QEMU_IMG" check d.qcow2
 sed -i 's/d\.qcow2/q.qcow2/g' d.ac-check.out
 same ac-check
+# ---- bitmaps stop snapshot -a; a resize can make one too big to store ------
+"$QEMU_IMG" create -q -f qcow2 q.qcow2 16M
+"$QEMU_IMG" snapshot -c s1 q.qcow2
+"$QEMU_IO" -c "write -P 7 0 64k" q.qcow2 >/dev/null
+"$QEMU_IMG" bitmap --add q.qcow2 inc
+cp q.qcow2 d.qcow2
+for sn in s1 nosuch; do
+    run_as "q.snap-$sn" "$QEMU_IMG" snapshot -a "$sn" q.qcow2
+    run_as "d.snap-$sn" "$DIMG" snapshot -a "$sn" d.qcow2
+    sed -i 's/^dimg: /qemu-img: /' "d.snap-$sn.err"
+    same "snap-$sn"
+    cmp -s d.qcow2 q.qcow2 || fail "snapshot -a $sn: image differs from qemu-img's"
+done
+"$QEMU_IMG" create -q -f qcow2 q.qcow2 1G
+"$QEMU_IMG" bitmap --add -g 64k q.qcow2 big
+"$QEMU_IMG" bitmap --add -g 512 q.qcow2 small
+cp q.qcow2 d.qcow2
+run_as q.grow "$QEMU_IMG" resize q.qcow2 4T
+run_as d.grow "$DIMG" resize d.qcow2 4T
+# qemu-img names an internal node where dimg names the file
+sed -i 's/#block[0-9]*/NODE/' q.grow.err
+sed -i 's/^dimg: /qemu-img: /; s/d\.qcow2/NODE/' d.grow.err
+same grow
+grep -q "Lost persistent bitmaps" q.grow.err || fail "setup: qemu-img stored the bitmaps"
+"$QEMU_IMG" check -q d.qcow2 || fail "grow: check"
+both grow-info info --output=json d.qcow2
+same grow-info
+"$QEMU_IMG" info --output=json q.qcow2 | grep -v -e actual-size -e filename >q.grow.json
+"$QEMU_IMG" info --output=json d.qcow2 | grep -v -e actual-size -e filename >d.grow.json
+cmp -s q.grow.json d.grow.json || fail "grow: bitmaps differ from qemu-img's"
 finish

@@ -7,7 +7,6 @@
  * zeros.  Version 2 images deallocate.  Compressed clusters are rewritten.
  * Needs qemu-img and qemu-io (skips without them).
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -68,20 +67,6 @@ static const struct scenario scenarios[] = {
 
 static char dir[64];
 
-static int
-sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 static void
 qemu_io_setup(const char *file, const char *setup)
 {
@@ -93,7 +78,7 @@ qemu_io_setup(const char *file, const char *setup)
         snprintf(args + n, sizeof args - n, " -c '%s'", c);
     }
     if (args[0])
-        CHECK(sh("qemu-io%s '%s' >/dev/null", args, file) == 0);
+        CHECK(test_sh("qemu-io%s '%s' >/dev/null", args, file) == 0);
 }
 
 static bool
@@ -107,11 +92,11 @@ run(size_t i, const struct scenario *sc)
     char back[256] = "";
     if (sc->backing)
         snprintf(back, sizeof back, "-b '%s/base.qcow2' -F qcow2", dir);
-    CHECK(sh("qemu-img create -q -f qcow2 %s %s '%s' %s", opts, back, q,
+    CHECK(test_sh("qemu-img create -q -f qcow2 %s %s '%s' %s", opts, back, q,
              sc->size ? sc->size : "1M") == 0);
     qemu_io_setup(q, sc->setup);
-    CHECK(sh("cp '%s' '%s'", q, d) == 0);
-    CHECK(sh("qemu-io -c 'write -z %s%" PRIu64 " %" PRIu64 "' '%s' >/dev/null",
+    CHECK(test_sh("cp '%s' '%s'", q, d) == 0);
+    CHECK(test_sh("qemu-io -c 'write -z %s%" PRIu64 " %" PRIu64 "' '%s' >/dev/null",
              sc->unmap ? "-u " : "", sc->off, sc->len, q) == 0);
 
     dimg_image *img = dimg_open(d, "qcow2", DIMG_OPEN_RDWR);
@@ -125,33 +110,33 @@ run(size_t i, const struct scenario *sc)
         fprintf(stderr, "dimg_zero on %s: %s\n", d, dimg_get_error());
         return false;
     }
-    if (sh("cmp -s '%s' '%s'", q, d) == 0)
+    if (test_sh("cmp -s '%s' '%s'", q, d) == 0)
         return true;
     fprintf(stderr, "scenario %zu (-o %s%s, setup \"%s\", write -z %s%" PRIu64 " %" PRIu64
             "): files differ\n",
             i, sc->opts, sc->backing ? ", backing" : "", sc->setup, sc->unmap ? "-u " : "",
             sc->off, sc->len);
-    sh("qemu-img map --output=json '%s' >&2; qemu-img map --output=json '%s' >&2", q, d);
+    test_sh("qemu-img map --output=json '%s' >&2; qemu-img map --output=json '%s' >&2", q, d);
     return false;
 }
 
 static void
 cleanup(void)
 {
-    if (!getenv("KEEP")) sh("rm -rf '%s'", dir);
+    if (!getenv("KEEP")) test_sh("rm -rf '%s'", dir);
 }
 
 int
 main(void)
 {
-    if (sh("command -v qemu-img >/dev/null && command -v qemu-io >/dev/null") != 0) {
+    if (test_sh("command -v qemu-img >/dev/null && command -v qemu-io >/dev/null") != 0) {
         printf("SKIP: qemu-img/qemu-io not installed\n");
         return 77;
     }
     strcpy(dir, "/tmp/dimg-qcow2-zero.XXXXXX");
     CHECK(mkdtemp(dir) != NULL);
     atexit(cleanup);
-    CHECK(sh("qemu-img create -q -f qcow2 '%s/base.qcow2' 1M && "
+    CHECK(test_sh("qemu-img create -q -f qcow2 '%s/base.qcow2' 1M && "
              "qemu-io -c 'write -P 0x55 0 1M' '%s/base.qcow2' >/dev/null", dir, dir) == 0);
     int failed = 0;
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)

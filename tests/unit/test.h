@@ -2,6 +2,7 @@
 #ifndef DIMG_TEST_H
 #define DIMG_TEST_H
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,4 +34,19 @@
             exit(1);                                                                           \
         }                                                                                      \
     } while (0)
+
+/* Run a shell command built like printf; returns system()'s status. */
+static inline int
+test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline int
+test_sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
 #endif

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,19 +143,28 @@ store_one(struct dimg_image *img, struct qcow2_bitmap *bm)
     return r;
 }
 
-/* The directory for the bitmaps in memory; *len its size. */
+/*
+ * The directory for the bitmaps in memory that have a table on disk (one
+ * added since the open has none until it is stored); *len its size, *count
+ * its entries.
+ */
 static uint8_t *
-build_dir(const struct qcow2_bitmaps *b, uint64_t *len)
+build_dir(const struct qcow2_bitmaps *b, uint64_t *len, uint32_t *count)
 {
     uint64_t n = 0;
+    *count = 0;
     for (size_t i = 0; i < b->n; i++)
-        n += round_up_u64(BME_ENTRY_FIXED + strlen(b->v[i].name), 8);
+        if (b->v[i].table_offset)
+            n += round_up_u64(BME_ENTRY_FIXED + strlen(b->v[i].name), 8);
     uint8_t *d = calloc(1, n ? (size_t)n : 1);
     if (!d)
         return NULL;
     uint8_t *p = d;
     for (size_t i = 0; i < b->n; i++) {
         const struct qcow2_bitmap *bm = &b->v[i];
+        if (!bm->table_offset)
+            continue;
+        ++*count;
         size_t name_len = strlen(bm->name);
         store_be64(p, bm->table_offset);
         store_be32(p + 8, bm->table_size);
@@ -179,19 +189,21 @@ bm_write_dir_and_header(struct dimg_image *img)
     struct qcow2_state *s = dimg_image_state(img);
     struct qcow2_bitmaps *b = s->bitmaps;
     uint64_t old_off = b->dir_offset, old_size = b->dir_size, len = 0, off = 0;
-    int r;
-    if (b->n == 0) {
+    uint32_t count = 0;
+    uint8_t *dir = build_dir(b, &len, &count), ext[24];
+    if (!dir)
+        return dimg_error(ENOMEM, "out of memory");
+    int r = 0;
+    if (count == 0) {
+        free(dir);
         r = qcow2_ext_set(s, QCOW2_EXT_BITMAPS, NULL, 0);
         s->autoclear &= ~QCOW2_AUTOCLEAR_BITMAPS;
     } else {
-        uint8_t *dir = build_dir(b, &len), ext[24];
-        if (!dir)
-            return dimg_error(ENOMEM, "out of memory");
         r = bm_alloc(img, len, &off);
         if (r == 0)
             r = io_pwrite(img->file, dir, (size_t)len, off);
         free(dir);
-        store_be32(ext, (uint32_t)b->n);
+        store_be32(ext, count);
         store_be32(ext + 4, 0);
         store_be64(ext + 8, len);
         store_be64(ext + 16, off);
@@ -215,6 +227,20 @@ qcow2_bitmaps_store(struct dimg_image *img)
     struct qcow2_bitmaps *b = s->bitmaps;
     if (!b || !b->active || (b->n == 0 && !b->dir_offset))
         return 0;
+    /* A resize can leave a bitmap too big (or too small) to store: then, as
+     * qemu does, none is stored and all stay flagged in use on disk. */
+    for (size_t i = 0; i < b->n; i++) {
+        const struct qcow2_bitmap *bm = &b->v[i];
+        const char *why = bm->inconsistent || !bm->data ? NULL
+                                                         : bm_size_refusal(s, img->size, bm->gran_bits);
+        if (why) {
+            fprintf(stderr, "%s: Lost persistent bitmaps during inactivation of node '%s': "
+                            "Bitmap '%s' doesn't satisfy the constraints: %s\n",
+                    program_invocation_short_name, img->filename, bm->name, why);
+            b->active = false;
+            return 0;
+        }
+    }
     struct qcow2_bitmap *old = calloc(b->n ? b->n : 1, sizeof *old);
     if (!old)
         return dimg_error(ENOMEM, "out of memory");
@@ -273,7 +299,8 @@ qcow2_bitmaps_activate(struct dimg_image *img)
     }
     if (r == 0 && changed) {
         uint64_t len;
-        uint8_t *dir = build_dir(b, &len);
+        uint32_t count;
+        uint8_t *dir = build_dir(b, &len, &count);
         if (!dir)
             return dimg_error(ENOMEM, "out of memory");
         /* Same entries, same sizes: only the flags words differ from what is on disk. */

@@ -54,6 +54,12 @@ bm_entry_free(struct qcow2_bitmap *bm)
     bm->data = NULL;
 }
 
+size_t
+qcow2_bitmaps_count(const struct qcow2_state *s)
+{
+    return s->bitmaps && !s->bitmaps->drop_ext ? s->bitmaps->n : 0;
+}
+
 void
 qcow2_bitmaps_free(struct qcow2_state *s)
 {
@@ -73,7 +79,7 @@ entry_acceptable(const struct qcow2_state *s, uint64_t tab_off, uint32_t tab_siz
                  uint32_t flags, uint8_t type, uint8_t gran_bits, uint16_t name_size)
 {
     return tab_size != 0 && tab_size <= BM_MAX_TABLE_ENTRIES &&
-           (tab_off & (s->cluster_size - 1)) == 0 &&
+           tab_off != 0 && (tab_off & (s->cluster_size - 1)) == 0 &&
            (uint64_t)tab_size << s->cluster_bits <= BM_MAX_PHYS_BYTES &&
            !(flags & BME_RESERVED) && type == BME_TYPE_DIRTY &&
            gran_bits >= BM_MIN_GRAN_BITS && gran_bits <= BM_MAX_GRAN_BITS &&
@@ -107,14 +113,14 @@ parse_directory(struct dimg_image *img, struct qcow2_bitmaps *b, uint32_t nb, co
         name[name_size] = '\0'; /* an embedded NUL ends the name, as in qemu */
         uint64_t tab_off = load_be64(e);
         uint32_t tab_size = load_be32(e + 8), flags = load_be32(e + 12);
+        if (b->n == nb) {
+            free(name);
+            return dimg_error(EINVAL, "More bitmaps found than specified in header extension");
+        }
         if (!entry_acceptable(s, tab_off, tab_size, flags, e[16], e[17], name_size)) {
             int r = dimg_error(EINVAL, "Bitmap '%s' doesn't satisfy the constraints", name);
             free(name);
             return r;
-        }
-        if (b->n == nb) {
-            free(name);
-            return dimg_error(EINVAL, "More bitmaps found than specified in header extension");
         }
         b->v[b->n++] = (struct qcow2_bitmap){
             .name = name, .flags = flags, .gran_bits = e[17], .table_offset = tab_off,
@@ -230,6 +236,8 @@ parse_extension(struct dimg_image *img, struct qcow2_bitmaps *b, uint32_t *nb)
         return dimg_error(EINVAL, "bitmaps_ext: Reserved field is not zero");
     if (*nb == 0)
         return dimg_error(EINVAL, "found bitmaps extension with zero bitmaps");
+    if (b->dir_size == 0)
+        return dimg_error(EINVAL, "Requested bitmap directory size is zero");
     if (*nb > BM_MAX_COUNT)
         return dimg_error(EINVAL, "bitmaps_ext: Image has %" PRIu32 " bitmaps, exceeding the "
                                   "QEMU supported maximum of %u", *nb, BM_MAX_COUNT);
@@ -455,7 +463,13 @@ bm_add_refusal(struct dimg_image *img, const char *name, unsigned gran_bits)
         dir += entry_bytes(&b->v[i]);
     if (dir > BM_MAX_DIR_BYTES)
         return "Not enough space in the bitmap directory";
-    uint32_t entries = bm_table_entries(s, img->size, gran_bits);
+    return bm_size_refusal(s, img->size, gran_bits);
+}
+
+const char *
+bm_size_refusal(const struct qcow2_state *s, uint64_t size, unsigned gran_bits)
+{
+    uint32_t entries = bm_table_entries(s, size, gran_bits);
     if (gran_bits > BM_MAX_GRAN_BITS || entries == 0 ||
         (uint64_t)entries << s->cluster_bits > BM_MAX_PHYS_BYTES)
         return "Too much space will be occupied by the bitmap. Use larger granularity";

@@ -62,6 +62,8 @@ void bm_merge_bits(const struct dimg_image *img, struct qcow2_bitmap *dst, const
                    unsigned src_bits, uint64_t src_bytes);
 /* The reason a new bitmap cannot be stored, NULL when it can. */
 const char *bm_add_refusal(struct dimg_image *img, const char *name, unsigned gran_bits);
+/* Why a bitmap of this granularity cannot be stored for an image of size bytes, or NULL. */
+const char *bm_size_refusal(const struct qcow2_state *s, uint64_t size, unsigned gran_bits);
 
 /* qcow2-bitmap-store.c */
 int bm_write_dir_and_header(struct dimg_image *img);

@@ -197,6 +197,9 @@ int
 qcow2_snapshot_goto(struct dimg_image *img, const char *name_or_id)
 {
     struct qcow2_state *s = dimg_image_state(img);
+    /* Bitmaps would not follow the guest data back (qemu refuses the same). */
+    if (qcow2_bitmaps_count(s))
+        return dimg_error(EBUSY, "Device has active dirty bitmaps");
     if (qcow2_has_data_file(s))
         return dimg_error(ENOTSUP, "Failed to load snapshot: %s", strerror(ENOTSUP));
     /* qemu-img -a: an id match wins over a name match. */

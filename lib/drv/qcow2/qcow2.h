@@ -298,6 +298,8 @@ int qcow2_bitmaps_open(struct dimg_image *img);
 int qcow2_bitmaps_activate(struct dimg_image *img);
 /* Write the bitmaps back (new clusters, then the header, then free the old ones). */
 int qcow2_bitmaps_store(struct dimg_image *img);
+/* Bitmaps the image carries (in use or not). */
+size_t qcow2_bitmaps_count(const struct qcow2_state *s);
 void qcow2_bitmaps_free(struct qcow2_state *s);
 /* Record a guest write in every enabled bitmap. */
 void qcow2_bitmaps_mark_dirty(struct dimg_image *img, uint64_t off, uint64_t len);
