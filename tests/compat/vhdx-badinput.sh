@@ -123,6 +123,12 @@ cp b.vhdx x.vhdx
 vhdx_edit x.vhdx 0x10000 00
 vhdx_edit x.vhdx 0x20000 00
 judge "no header"
+# Both headers valid with one sequence number but different contents.
+n=$((n + 1))
+cp b.vhdx x.vhdx
+vhdx_edit x.vhdx 0x10008 0900000000000000
+vhdx_edit x.vhdx 0x20008 0900000000000000 fix
+judge "equal sequence numbers"
 # Truncated copies.
 for len in 0 100 70000 200000 2097152 3145728 3211264 8388608 9437184; do
     n=$((n + 1))
@@ -146,4 +152,30 @@ with open("x.vhdx", "r+b") as f:
 PY
 judge "differencing"
 grep -q "Operation not supported" "d.bad$n.err" || fail "differencing: not refused as unsupported"
+# Writes: into a block whose state (4, 7) leaves its data unknown they fail,
+# as in qemu-img.  A BAT region not in whole 4 KiB sectors (qemu-img's BAT
+# update spills over what follows it) and a log too small for one entry
+# (qemu-img fails the write) are refused before the file changes.
+head -c 10M /dev/urandom >wsrc.raw
+w=0
+while read -r off hex fix; do
+    w=$((w + 1))
+    cp b.vhdx wq.vhdx
+    vhdx_edit wq.vhdx "$off" "$hex" $fix
+    cp wq.vhdx wd.vhdx
+    sum=$(md5sum <wd.vhdx)
+    "$QEMU_IO" -f vhdx -c "write -P 0xcd 512 512" wq.vhdx >q.w$w.out 2>&1
+    run_as "d.w$w" "$DIMG" convert -n -f raw -O vhdx wsrc.raw wd.vhdx
+    [ "$(cat "d.w$w.rc")" = 1 ] || fail "write $off=$hex: dimg exit $(cat "d.w$w.rc")"
+    grep -q "wd.vhdx" "d.w$w.err" || fail "write $off=$hex: the error does not name the file"
+    case $off in
+    0x200000) grep -q "write failed" q.w$w.out || fail "setup: qemu-io wrote into state $hex" ;;
+    *) [ "$(md5sum <wd.vhdx)" = "$sum" ] || fail "write $off=$hex: dimg changed the image" ;;
+    esac
+done <<'LIST'
+0x200000 0700800000000000
+0x200000 0400800000000000
+0x30028 80000000 fix
+cur+68 00000000 fix
+LIST
 finish

@@ -64,7 +64,7 @@ for size in 1000 20M; do
 done
 for opts in "block_size=1M" "block_size=2M,log_size=3M" "block_size=3M" "block_size=100K" \
     "block_size=1.5M" "block_size=512M" "block_size=32M,log_size=2M" \
-    "log_size=0" "log_size=1" "log_size=3.5M" "log_size=4G" \
+    "log_size=0" "log_size=1" "log_size=3.5M" "log_size=4G" "log_size=4095M" \
     "subformat=bad" "subformat=dynamic" "block_state_zero=xx" "block_state_zero=on" \
     "preallocation=full" "preallocation=metadata" "preallocation=xyz" \
     "subformat=fixed,block_state_zero=on,nocow=on,preallocation=off,extent_size_hint=1M" \

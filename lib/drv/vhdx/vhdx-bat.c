@@ -208,6 +208,14 @@ bump_headers(struct dimg_image *img, struct vhdx_state *s)
 {
     if (s->headers_bumped)
         return 0;
+    /* BAT sectors go through the log whole: a log without room for one, or
+     * a BAT not laid out in whole 4 KiB sectors (the spec wants 1 MiB units),
+     * could not take the BAT update that follows the data. */
+    if (s->log_length < 2 * VHDX_SECTOR)
+        return dimg_error(EINVAL, "%s: the VHDX log is too small for a write", img->filename);
+    if (s->bat_offset % VHDX_SECTOR || s->bat_length % VHDX_SECTOR)
+        return dimg_error(ENOTSUP, "%s: the VHDX BAT region is not 4 KiB aligned; "
+                                   "the image can only be read", img->filename);
     int r = vhdx_write_headers(img, s, true, NULL);
     if (r == 0)
         s->headers_bumped = true;
@@ -227,6 +235,9 @@ vhdx_pwrite(struct dimg_image *img, const void *buf, size_t len, uint64_t off)
         uint64_t e = bat_get(s, payload_index(s, block));
         if (r < 0) {
             pthread_mutex_unlock(&s->lock);
+        } else if (VHDX_BAT_STATE(e) == 4 || VHDX_BAT_STATE(e) == VHDX_PAYLOAD_PARTIAL) {
+            pthread_mutex_unlock(&s->lock);
+            r = bad_state(img, block, e); /* as reads: the block's data is unknown */
         } else if (VHDX_BAT_STATE(e) == VHDX_PAYLOAD_FULL) {
             /* A present block never moves: its data needs no lock. */
             pthread_mutex_unlock(&s->lock);
@@ -257,6 +268,8 @@ vhdx_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags)
         uint64_t e = bat_get(s, payload_index(s, block));
         int r = VHDX_BAT_STATE(e) == VHDX_PAYLOAD_FULL ? bump_headers(img, s) : 0;
         pthread_mutex_unlock(&s->lock);
+        if (VHDX_BAT_STATE(e) == 4 || VHDX_BAT_STATE(e) == VHDX_PAYLOAD_PARTIAL)
+            r = bad_state(img, block, e);
         if (r == 0 && VHDX_BAT_STATE(e) == VHDX_PAYLOAD_FULL)
             r = io_zero(img->file, VHDX_BAT_OFFSET(e) + in, n, false);
         if (r == -ENOTSUP)

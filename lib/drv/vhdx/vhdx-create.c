@@ -107,7 +107,7 @@ parse_options(const struct dimg_create_args *args, struct layout *L)
     if (!is_power_of_2(block_size))
         return dimg_error(EINVAL, "Block size must be a power of two");
     L->block_size = (uint32_t)block_size;
-    L->bat_offset = LOG_OFFSET + L->log_size;
+    L->bat_offset = (uint64_t)LOG_OFFSET + L->log_size; /* a 4095M log passes 4 GiB */
     L->bat_length = round_up_u64(vhdx_bat_entries(L->size, L->block_size, 512) * 8, VHDX_MiB);
     L->meta_offset = L->bat_offset + L->bat_length;
     L->data_start = L->meta_offset + META_LENGTH + DATA_GAP;

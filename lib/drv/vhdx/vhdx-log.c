@@ -327,12 +327,14 @@ vhdx_log_write(struct dimg_image *img, struct vhdx_state *s, const uint64_t *off
     }
     store_le32(e + L_CRC, crc32c(0, e, len));
 
-    /* GUID first (an entry is only current under it), then entry, then apply. */
-    int r = vhdx_write_headers(img, s, false, guid);
-    if (r == 0)
-        r = io_pwrite(img->file, e, len, s->log_offset);
+    /* The entry first: while the header names no log it is never replayed.
+     * Then the header's GUID makes it current (a header naming a log that
+     * holds no entry of its GUID makes qemu refuse writes), then apply. */
+    int r = io_pwrite(img->file, e, len, s->log_offset);
     if (r == 0)
         r = io_flush(img->file);
+    if (r == 0)
+        r = vhdx_write_headers(img, s, false, guid);
     for (unsigned i = 0; i < n && r == 0; i++)
         r = io_pwrite(img->file, data + (size_t)i * VHDX_SECTOR, VHDX_SECTOR, offs[i]);
     if (r == 0)

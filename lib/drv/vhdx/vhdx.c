@@ -108,7 +108,8 @@ crc_store(uint8_t *buf, size_t len, size_t crc_at)
 static bool
 header_valid(const uint8_t *h)
 {
-    return memcmp(h, "head", 4) == 0 && crc_ok(h, VHDX_SECTOR, VHDX_H_CRC);
+    return memcmp(h, "head", 4) == 0 && crc_ok(h, VHDX_SECTOR, VHDX_H_CRC) &&
+           load_le16(h + VHDX_H_VERSION) == 1;
 }
 
 /* The valid header with the higher sequence number is the current one. */
@@ -130,8 +131,14 @@ read_headers(struct dimg_image *img, struct vhdx_state *s)
         free(h);
         return dimg_error(EINVAL, "No valid VHDX header found");
     }
+    uint64_t seq0 = load_le64(h + VHDX_H_SEQ), seq1 = load_le64(h + VHDX_SECTOR + VHDX_H_SEQ);
+    if (v0 && v1 && seq0 == seq1 && memcmp(h, h + VHDX_SECTOR, VHDX_SECTOR) != 0) {
+        /* Two different "current" headers: neither can be trusted (qemu agrees). */
+        free(h);
+        return dimg_error(EINVAL, "No valid VHDX header found");
+    }
     if (v0 && v1)
-        s->cur = load_le64(h + VHDX_SECTOR + VHDX_H_SEQ) > load_le64(h + VHDX_H_SEQ) ? 1 : 0;
+        s->cur = seq1 > seq0 ? 1 : 0;
     else
         s->cur = v1 ? 1 : 0;
     memcpy(s->header, h + (size_t)s->cur * VHDX_SECTOR, VHDX_SECTOR);
