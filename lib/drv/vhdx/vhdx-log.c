@@ -148,31 +148,90 @@ cmp_seq_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static const struct log_entry *
-find_at(const struct log_entry *v, size_t n, uint32_t pos)
+/*
+ * The entries by position, and for each the run of consecutive entries
+ * (next position, next sequence number) that starts at it: where it ends and
+ * how many steps it takes, each computed once so that finding the newest
+ * complete chain stays linear in the number of entries (crafted logs hold
+ * up to a million).
+ */
+struct log_index {
+    const struct log_entry *v;
+    size_t n;
+    uint32_t log_length;
+    uint32_t *at;      /* by position / VHDX_SECTOR: entry index + 1, 0: none */
+    uint32_t *next;    /* entry index + 1 of the run's next entry, 0: none */
+    uint32_t *end;     /* index of the run's last entry */
+    uint32_t *dist;    /* steps from the entry to that last one */
+};
+
+static void
+index_free(struct log_index *x)
 {
+    free(x->at);
+    free(x->next);
+    free(x->end);
+    free(x->dist);
+}
+
+static const struct log_entry *
+find_at(const struct log_index *x, uint64_t pos)
+{
+    if (pos % VHDX_SECTOR || pos >= x->log_length)
+        return NULL;
+    uint32_t k = x->at[pos / VHDX_SECTOR];
+    return k ? &x->v[k - 1] : NULL;
+}
+
+static int
+index_build(struct log_index *x, const struct log_entry *v, size_t n, uint32_t log_length)
+{
+    *x = (struct log_index){ .v = v, .n = n, .log_length = log_length };
+    x->at = calloc(log_length / VHDX_SECTOR + 1, sizeof *x->at);
+    x->next = calloc(n + 1, sizeof *x->next);
+    x->end = calloc(n + 1, sizeof *x->end);
+    x->dist = calloc(n + 1, sizeof *x->dist);
+    if (!x->at || !x->next || !x->end || !x->dist) {
+        index_free(x);
+        return dimg_error(ENOMEM, "out of memory");
+    }
     for (size_t i = 0; i < n; i++)
-        if (v[i].pos == pos)
-            return &v[i];
-    return NULL;
+        x->at[v[i].pos / VHDX_SECTOR] = (uint32_t)i + 1;
+    uint32_t *claimed = x->dist; /* borrowed: which entry already leads to one */
+    for (size_t i = 0; i < n; i++) {
+        const struct log_entry *f = find_at(x, ((uint64_t)v[i].pos + v[i].len) % log_length);
+        size_t j = f ? (size_t)(f - v) : 0;
+        /* One predecessor per entry keeps runs from merging. */
+        if (f && f->seq == v[i].seq + 1 && !claimed[j]) {
+            claimed[j] = 1;
+            x->next[i] = (uint32_t)j + 1;
+        }
+    }
+    memset(x->dist, 0, (n + 1) * sizeof *x->dist);
+    /* v is sorted newest first, so a run's later entries come earlier in v. */
+    for (size_t i = 0; i < n; i++) {
+        if (x->next[i]) {
+            x->end[i] = x->end[x->next[i] - 1];
+            x->dist[i] = x->dist[x->next[i] - 1] + 1;
+        } else {
+            x->end[i] = (uint32_t)i;
+        }
+    }
+    return 0;
 }
 
 /* From head's tail, consecutive entries must lead to head: the run's length, or 0. */
 static size_t
-chain_length(const struct vhdx_state *s, const struct log_entry *v, size_t n,
-             const struct log_entry *head)
+chain_length(const struct log_index *x, const struct log_entry *head)
 {
-    const struct log_entry *e = find_at(v, n, head->tail);
-    for (size_t steps = 1; e && steps <= n; steps++) {
-        if (e == head)
-            return steps;
-        uint32_t next = (uint32_t)(((uint64_t)e->pos + e->len) % s->log_length);
-        const struct log_entry *f = find_at(v, n, next);
-        if (!f || f->seq != e->seq + 1)
-            return 0;
-        e = f;
-    }
-    return 0;
+    const struct log_entry *t = find_at(x, head->tail);
+    if (!t)
+        return 0;
+    size_t ti = (size_t)(t - x->v), hi = (size_t)(head - x->v);
+    /* Runs never merge, so sharing the end at a smaller distance means on the way. */
+    if (x->end[ti] != x->end[hi] || x->dist[ti] < x->dist[hi])
+        return 0;
+    return (size_t)(x->dist[ti] - x->dist[hi]) + 1;
 }
 
 static int
@@ -249,15 +308,21 @@ vhdx_log_replay(struct dimg_image *img, struct vhdx_state *s, bool apply)
         return r;
     if (n > 1)
         qsort(v, n, sizeof *v, cmp_seq_desc);
+    struct log_index x;
+    if ((r = index_build(&x, v, n, s->log_length)) < 0) {
+        free(v);
+        return r;
+    }
     const struct log_entry *head = NULL;
     for (size_t i = 0; i < n && !head; i++)
-        if ((run = chain_length(s, v, n, &v[i])) > 0)
+        if ((run = chain_length(&x, &v[i])) > 0)
             head = &v[i];
     if (!head || !apply) {
+        index_free(&x);
         free(v);
         return head ? 1 : 0;
     }
-    const struct log_entry *e = find_at(v, n, head->tail);
+    const struct log_entry *e = find_at(&x, head->tail);
     for (size_t i = 0; i < run && r >= 0; i++) {
         uint8_t *data = NULL;
         struct log_entry again;
@@ -267,9 +332,10 @@ vhdx_log_replay(struct dimg_image *img, struct vhdx_state *s, bool apply)
         else if (r == 0)
             r = dimg_error(EIO, "%s: VHDX log changed during replay", img->filename);
         free(data);
-        e = find_at(v, n, (uint32_t)(((uint64_t)e->pos + e->len) % s->log_length));
+        e = x.next[e - v] ? &v[x.next[e - v] - 1] : NULL;
     }
     uint64_t last = head->last_file_offset;
+    index_free(&x);
     free(v);
     if (r < 0)
         return r;
