@@ -178,4 +178,12 @@ done <<'LIST'
 0x30028 80000000 fix
 cur+68 00000000 fix
 LIST
+# A BAT region that starts where the file ends (qemu-img opens it): new blocks
+# go past it, not on top of it.
+cp b.vhdx be.vhdx
+[ "$(stat -c %s be.vhdx)" = 16777216 ] || fail "setup: b.vhdx is not 16 MiB"
+vhdx_edit be.vhdx 0x30020 0000000100000000 fix
+"$DIMG" convert -n -f raw -O vhdx wsrc.raw be.vhdx || fail "BAT past the end: write failed"
+"$QEMU_IMG" check -q be.vhdx || fail "BAT past the end: check after dimg's writes"
+"$QEMU_IMG" compare -q -f raw -F vhdx wsrc.raw be.vhdx || fail "BAT past the end: data differ"
 finish

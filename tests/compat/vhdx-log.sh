@@ -36,6 +36,18 @@ printf 'more' | dd of=w.raw bs=1 seek=1000 conv=notrunc status=none
 "$QEMU_IMG" check -q w.vhdx || fail "written dirty image does not check clean"
 "$QEMU_IMG" compare -q w.vhdx w.raw || fail "written dirty image: other bytes"
 
+# The file shorter than when the log was written: data are missing, so the
+# log is not replayed (qemu-img refuses too); dimg leaves the file as it was.
+cp dirty.vhdx s.vhdx
+truncate -s -4096 s.vhdx
+sum=$(md5sum <s.vhdx)
+cp s.vhdx sq.vhdx
+"$QEMU_IMG" check -r all sq.vhdx >/dev/null 2>&1 && fail "setup: qemu-img replayed a short file"
+run_as d.short "$DIMG" check -r all s.vhdx
+[ "$(cat d.short.rc)" = 1 ] || fail "short file: dimg check -r all exit $(cat d.short.rc)"
+grep -q "s.vhdx" d.short.err || fail "short file: the error does not name the file"
+[ "$(md5sum <s.vhdx)" = "$sum" ] || fail "short file: dimg changed it"
+
 # A log GUID no valid entry carries: nothing to replay.
 cp before.vhdx g.vhdx
 vhdx_edit g.vhdx 0x10030 11111111111111111111111111111111

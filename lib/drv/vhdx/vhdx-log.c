@@ -41,7 +41,7 @@
 struct log_entry {
     uint32_t pos, len, tail;
     uint64_t seq;
-    uint64_t last_file_offset;
+    uint64_t flushed_file_offset, last_file_offset;
 };
 
 /* Read len bytes of the circular log starting at log position pos. */
@@ -133,6 +133,7 @@ parse_entry(struct dimg_image *img, const struct vhdx_state *s, uint32_t pos,
         return 0;
     }
     *out = (struct log_entry){ .pos = pos, .len = len, .tail = tail, .seq = seq,
+                               .flushed_file_offset = load_le64(e + L_FLUSHED),
                                .last_file_offset = load_le64(e + L_LAST) };
     if (data)
         *data = e;
@@ -321,6 +322,16 @@ vhdx_log_replay(struct dimg_image *img, struct vhdx_state *s, bool apply)
         index_free(&x);
         free(v);
         return head ? 1 : 0;
+    }
+    /* The file was that long when the log was written: a shorter one lost
+     * data the log does not hold (qemu refuses it too). */
+    int64_t fsize0 = io_get_size(img->file);
+    if (fsize0 >= 0 && head->flushed_file_offset > (uint64_t)fsize0) {
+        index_free(&x);
+        free(v);
+        return dimg_error(EINVAL, "%s: the VHDX log was written when the file was %" PRIu64
+                                  " bytes long; it is %" PRId64 " now", img->filename,
+                          head->flushed_file_offset, fsize0);
     }
     const struct log_entry *e = find_at(&x, head->tail);
     for (size_t i = 0; i < run && r >= 0; i++) {

@@ -421,7 +421,12 @@ vhdx_open(struct dimg_image *img)
     }
     img->size = s->disk_size / 512 * 512;
     img->cluster_size = s->block_size;
-    s->file_end = round_up_u64((uint64_t)fsize, VHDX_MiB);
+    /* New blocks go past the file and past every region, even one that lies
+     * beyond the file's end (qemu would place a block on top of it). */
+    uint64_t end = (uint64_t)fsize;
+    for (unsigned i = 0; i < s->nregions; i++)
+        end = max_u64(end, s->regions[i].end);
+    s->file_end = round_up_u64(end, VHDX_MiB);
     return 0;
 }
 
