@@ -81,6 +81,29 @@ for N in $(seq 1 12); do
             "$QEMU_IMG" compare -q k.vhdx new.raw ||
             fail "kill at write $N: neither old nor new"
     fi
+    # qemu can still write: no header names a log that holds no entry
+    "$QEMU_IO" -f vhdx -c "write -P 0x11 1M 4k" k.vhdx 2>&1 | grep -q "failed" &&
+        fail "kill at write $N: qemu-io cannot write afterwards"
 done
 [ "$dirty" -gt 0 ] || fail "no kill left a log to replay"
+
+# A crafted log whose every slot heads an 8 MiB entry (each fails its
+# checksum): refused at once (reading every claim whole took minutes, and
+# qemu-img still hangs on it).
+"$QEMU_IMG" create -q -f vhdx -o log_size=8M o.vhdx 16M
+vhdx_edit o.vhdx 0x10030 11111111111111111111111111111111
+vhdx_edit o.vhdx 0x20030 11111111111111111111111111111111 fix
+python3 -c '
+import struct
+slot = bytearray(4096)
+slot[0:4] = b"loge"
+struct.pack_into("<IIQI", slot, 8, 8 << 20, 0, 1, 0)
+slot[32:48] = bytes([0x11]) * 16
+with open("o.vhdx", "r+b") as f:
+    f.seek(1 << 20)
+    f.write(bytes(slot) * 2048)
+'
+run_as d.over timeout 60 "$DIMG" info o.vhdx
+[ "$(cat d.over.rc)" = 1 ] || fail "overlapping log: exit $(cat d.over.rc)"
+grep -q "o.vhdx" d.over.err || fail "overlapping log: the error does not name the file"
 finish

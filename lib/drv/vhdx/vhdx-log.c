@@ -102,10 +102,11 @@ entry_consistent(const uint8_t *e, uint32_t len, uint64_t seq)
 /*
  * Parse the entry at log position pos: 1 and *out (and, when data is not
  * NULL, the whole entry in a malloc'd *data) if it is valid for guid, 0 if not.
+ * A budget (when given) bounds the bytes whole-entry reads may take.
  */
 static int
 parse_entry(struct dimg_image *img, const struct vhdx_state *s, uint32_t pos,
-            const uint8_t *guid, struct log_entry *out, uint8_t **data)
+            const uint8_t *guid, struct log_entry *out, uint8_t **data, uint64_t *budget)
 {
     uint8_t h[VHDX_SECTOR];
     int r = log_read(img, s, pos, h, sizeof h);
@@ -118,6 +119,12 @@ parse_entry(struct dimg_image *img, const struct vhdx_state *s, uint32_t pos,
         tail % VHDX_SECTOR || tail >= s->log_length ||
         (uint64_t)desc_sectors(ndesc) * VHDX_SECTOR > len)
         return 0;
+    if (budget) {
+        if (*budget < len)
+            return dimg_error(EINVAL, "%s: the VHDX log is damaged: its entries overlap",
+                              img->filename);
+        *budget -= len;
+    }
     uint8_t *e = malloc(len);
     if (!e)
         return dimg_error(ENOMEM, "out of memory");
@@ -272,10 +279,14 @@ scan_log(struct dimg_image *img, const struct vhdx_state *s, const uint8_t *guid
         return (int)fsize;
     struct log_entry *v = NULL;
     size_t n = 0, cap = 0;
+    /* Entries of one log barely overlap (a stale one at most partly under a
+     * newer one): a log whose entry heads claim much more than its length
+     * is crafted, and reading every claim whole could take hours. */
+    uint64_t budget = 4 * (uint64_t)s->log_length + LOG_MAX_ENTRY;
     for (uint64_t pos = 0; pos < s->log_length && s->log_offset + pos < (uint64_t)fsize;
          pos += VHDX_SECTOR) {
         struct log_entry ent;
-        int r = parse_entry(img, s, (uint32_t)pos, guid, &ent, NULL);
+        int r = parse_entry(img, s, (uint32_t)pos, guid, &ent, NULL, &budget);
         if (r < 0) {
             free(v);
             return r;
@@ -337,7 +348,7 @@ vhdx_log_replay(struct dimg_image *img, struct vhdx_state *s, bool apply)
     for (size_t i = 0; i < run && r >= 0; i++) {
         uint8_t *data = NULL;
         struct log_entry again;
-        r = parse_entry(img, s, e->pos, guid, &again, &data);
+        r = parse_entry(img, s, e->pos, guid, &again, &data, NULL);
         if (r == 1)
             r = apply_entry(img, data);
         else if (r == 0)
