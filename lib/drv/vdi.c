@@ -57,6 +57,7 @@ struct vdi_state {
     uint64_t offset_bmap, offset_data;
     uint32_t blocks;             /* blocks_in_image */
     uint32_t allocated;          /* blocks_allocated as stored */
+    uint32_t next_index;         /* past every index the map uses (never handed out twice) */
     uint32_t *map;               /* the first map_loaded entries, host order */
     uint32_t map_loaded;         /* entries present in the file; the rest read as 0 */
 };
@@ -163,8 +164,11 @@ load_map(struct dimg_image *img, struct vdi_state *s)
     int r = io_pread(img->file, s->map, (size_t)bytes, s->offset_bmap);
     if (r < 0)
         return r;
-    for (uint32_t i = 0; i < s->map_loaded; i++)
+    for (uint32_t i = 0; i < s->map_loaded; i++) {
         s->map[i] = load_le32(&s->map[i]);
+        if (entry_allocated(s->map[i]) && s->map[i] < s->blocks && s->map[i] >= s->next_index)
+            s->next_index = s->map[i] + 1;
+    }
     return 0;
 }
 
@@ -243,8 +247,9 @@ vdi_pread(struct dimg_image *img, void *buf, size_t len, uint64_t off)
  * Write the map entry of one block and the allocation count (lock held).
  * qemu-img check calls any difference between the two corruption, so when
  * both lie in the file's first page (qemu's layout, blocks below ~900) they
- * go out in one write.  Otherwise the entry goes first and a kill between
- * the two writes leaves a count mismatch, as it would with qemu's writer.
+ * go out in one write.  Otherwise the count goes first: a kill between the
+ * two writes leaves a count mismatch and an unused block, where the other
+ * order would let the next writer hand the same index out twice.
  */
 static int
 commit_allocation(struct dimg_image *img, struct vdi_state *s, uint64_t block)
@@ -261,12 +266,12 @@ commit_allocation(struct dimg_image *img, struct vdi_state *s, uint64_t block)
         store_le32(span + n - 4, s->map[block]);
         return io_pwrite(img->file, span, n, H_ALLOCATED);
     }
-    store_le32(le, s->map[block]);
-    int r = io_pwrite(img->file, le, 4, entry_at);
+    store_le32(le, s->allocated);
+    int r = io_pwrite(img->file, le, 4, H_ALLOCATED);
     if (r < 0)
         return r;
-    store_le32(le, s->allocated);
-    return io_pwrite(img->file, le, 4, H_ALLOCATED);
+    store_le32(le, s->map[block]);
+    return io_pwrite(img->file, le, 4, entry_at);
 }
 
 /*
@@ -278,19 +283,21 @@ static int
 allocate_block(struct dimg_image *img, struct vdi_state *s, uint64_t block, const uint8_t *data,
                size_t in, size_t n)
 {
-    if (s->allocated >= VDI_DISCARDED)
+    /* An index the map already uses (a count left short by a crash) is
+     * skipped: two blocks must never share storage. */
+    uint32_t idx = s->allocated > s->next_index ? s->allocated : s->next_index;
+    if (idx >= VDI_DISCARDED)
         return dimg_error(ENOSPC, "%s: no free VDI block index", img->filename);
     uint8_t *buf = calloc(1, VDI_BLOCK_SIZE);
     if (!buf)
         return dimg_error(ENOMEM, "out of memory");
     memcpy(buf + in, data, n);
-    uint32_t idx = s->allocated;
     int r = io_pwrite(img->file, buf, VDI_BLOCK_SIZE, block_host_offset(s, idx));
     free(buf);
     if (r < 0)
         return r;
     s->map[block] = idx;
-    s->allocated++;
+    s->allocated = s->next_index = idx + 1;
     return commit_allocation(img, s, block);
 }
 

@@ -51,11 +51,24 @@ vpc_pread(struct dimg_image *img, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* Zeros over [lo, hi) of the file, as a hole where the file allows. */
+static int
+zero_range(struct dimg_image *img, uint64_t lo, uint64_t hi)
+{
+    if (lo >= hi)
+        return 0;
+    int r = io_zero(img->file, lo, hi - lo, true);
+    return r == -ENOTSUP ? io_write_zeroes(img->file, lo, hi - lo) : r;
+}
+
 /*
  * Append a block where the footer was, in an order that leaves a readable
  * image if the writer dies part way: the footer moves to the new end first,
  * then the bitmap and the data, and only then does the BAT point at them.
- * Until the BAT write the new space is merely unreferenced.
+ * Until the BAT write the new space is merely unreferenced.  Such space, left
+ * by a writer killed before its BAT write, is where the next block goes: the
+ * parts of the block this write does not cover are zeroed there, or they
+ * would show the dead write's bytes.
  */
 static int
 alloc_block(struct dimg_image *img, struct vpc_state *s, uint64_t idx, const void *buf,
@@ -65,7 +78,20 @@ alloc_block(struct dimg_image *img, struct vpc_state *s, uint64_t idx, const voi
     uint64_t end = pos + s->bitmap_size + s->block_size;
     if (pos / VPC_SECTOR >= VPC_BAT_UNUSED || end > INT64_MAX - VPC_FOOTER_SIZE)
         return dimg_error(EFBIG, "%s: image file too large", img->filename);
-    int r = io_pwrite(img->file, s->footer, VPC_FOOTER_SIZE, end);
+    int64_t old_size = io_get_size(img->file);
+    if (old_size < 0)
+        return (int)old_size;
+    /* The old footer copy sits at pos: anything past it is unreferenced. */
+    uint64_t stale_end = min_u64((uint64_t)old_size, end), data = pos + s->bitmap_size;
+    int r = 0;
+    if (stale_end > pos + VPC_FOOTER_SIZE) {
+        r = zero_range(img, data, min_u64(stale_end, data + in));
+        if (r == 0)
+            r = zero_range(img, max_u64(data, data + in + len), stale_end);
+        if (r < 0)
+            return r;
+    }
+    r = io_pwrite(img->file, s->footer, VPC_FOOTER_SIZE, end);
     if (r < 0)
         return r;
     /* qemu marks every sector of a new block present (all-ones bitmap). */
