@@ -103,8 +103,10 @@ for mode in falloc full; do
     "$DIMG" create -q -f qcow2 -o preallocation=$mode d.qcow2 32M || fail "prealloc $mode"
     "$QEMU_IMG" check -q d.qcow2 || fail "prealloc $mode: check"
     [ "$(stat -c %s q.qcow2)" = "$(stat -c %s d.qcow2)" ] || fail "prealloc $mode: file size"
+    # st_blocks counts ext4's extent tree blocks too, which depend on how
+    # the file's extents happened to be laid out: a few KiB either way.
     qb=$(stat -c %b q.qcow2) db=$(stat -c %b d.qcow2)
-    [ "$db" -ge "$qb" ] && [ "$db" -le $((qb + 256)) ] || fail "prealloc $mode: $db blocks vs $qb"
+    [ "$db" -ge $((qb - 64)) ] && [ "$db" -le $((qb + 256)) ] || fail "prealloc $mode: $db blocks vs $qb"
 done
 
 both help1 create -f qcow2 -o help; same help1
