@@ -337,12 +337,13 @@ vhdx_log_replay(struct dimg_image *img, struct vhdx_state *s, bool apply)
     /* The file was that long when the log was written: a shorter one lost
      * data the log does not hold (qemu refuses it too). */
     int64_t fsize0 = io_get_size(img->file);
-    if (fsize0 >= 0 && head->flushed_file_offset > (uint64_t)fsize0) {
+    uint64_t flushed = head->flushed_file_offset;
+    if (fsize0 >= 0 && flushed > (uint64_t)fsize0) {
         index_free(&x);
         free(v);
         return dimg_error(EINVAL, "%s: the VHDX log was written when the file was %" PRIu64
                                   " bytes long; it is %" PRId64 " now", img->filename,
-                          head->flushed_file_offset, fsize0);
+                          flushed, fsize0);
     }
     const struct log_entry *e = find_at(&x, head->tail);
     for (size_t i = 0; i < run && r >= 0; i++) {
