@@ -46,6 +46,15 @@ io_zero(struct dimg_io *io, uint64_t off, uint64_t len, bool may_unmap)
 }
 
 int
+io_zero_or_write(struct dimg_io *io, uint64_t off, uint64_t len, bool may_unmap)
+{
+    if (len == 0)
+        return 0;
+    int r = io_zero(io, off, len, may_unmap);
+    return r == -ENOTSUP ? io_write_zeroes(io, off, len) : r;
+}
+
+int
 io_discard(struct dimg_io *io, uint64_t off, uint64_t len)
 {
     if (!io->ops->discard)

@@ -96,6 +96,8 @@ int64_t io_get_size(struct dimg_io *io);
 int io_truncate(struct dimg_io *io, uint64_t size, enum dimg_prealloc prealloc);
 int io_allocate(struct dimg_io *io, uint64_t off, uint64_t len);
 int io_zero(struct dimg_io *io, uint64_t off, uint64_t len, bool may_unmap);
+/* io_zero, or where the file cannot zero ranges, zero bytes written. */
+int io_zero_or_write(struct dimg_io *io, uint64_t off, uint64_t len, bool may_unmap);
 int io_discard(struct dimg_io *io, uint64_t off, uint64_t len);
 int io_block_status(struct dimg_io *io, uint64_t off, uint64_t len, uint64_t *pnum);
 int64_t io_allocated_size(struct dimg_io *io);

@@ -157,6 +157,7 @@ grep -q "Operation not supported" "d.bad$n.err" || fail "differencing: not refus
 # update spills over what follows it) and a log too small for one entry
 # (qemu-img fails the write) are refused before the file changes.
 head -c 10M /dev/urandom >wsrc.raw
+truncate -s 10M wzero.raw
 w=0
 while read -r off hex fix; do
     w=$((w + 1))
@@ -167,6 +168,9 @@ while read -r off hex fix; do
     "$QEMU_IO" -f vhdx -c "write -P 0xcd 512 512" wq.vhdx >q.w$w.out 2>&1
     run_as "d.w$w" "$DIMG" convert -n -f raw -O vhdx wsrc.raw wd.vhdx
     [ "$(cat "d.w$w.rc")" = 1 ] || fail "write $off=$hex: dimg exit $(cat "d.w$w.rc")"
+    # zero writes are refused the same way
+    run_as "d.wz$w" "$DIMG" convert -n -f raw -O vhdx wzero.raw wd.vhdx
+    [ "$(cat "d.wz$w.rc")" = 1 ] || fail "zero write $off=$hex: dimg exit $(cat "d.wz$w.rc")"
     grep -q "wd.vhdx" "d.w$w.err" || fail "write $off=$hex: the error does not name the file"
     case $off in
     0x200000) grep -q "write failed" q.w$w.out || fail "setup: qemu-io wrote into state $hex" ;;

@@ -237,10 +237,7 @@ static int
 zero_host_cluster(struct dimg_image *img, uint64_t host)
 {
     struct qcow2_state *s = dimg_image_state(img);
-    int r = io_zero(img->file, host, s->cluster_size, false);
-    if (r == -ENOTSUP)
-        r = io_write_zeroes(img->file, host, s->cluster_size);
-    return r;
+    return io_zero_or_write(img->file, host, s->cluster_size, false);
 }
 
 /*

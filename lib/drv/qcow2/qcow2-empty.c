@@ -126,14 +126,6 @@ layout_counts(const struct layout *lo, uint64_t c)
     return c < lo->front || (c >= lo->at && c < lo->end);
 }
 
-/* Make a range read as zeros without writing them (kept allocated, as qemu-img does). */
-static int
-zero_range(struct dimg_io *io, uint64_t off, uint64_t len)
-{
-    int r = io_zero(io, off, len, false);
-    return r == -ENOTSUP ? io_write_zeroes(io, off, len) : r;
-}
-
 /*
  * Write the set (not yet referenced by the header) and make it durable.
  * Written as qemu-img writes its minimal image, so the file allocates the
@@ -168,7 +160,7 @@ layout_write(struct dimg_image *img, const struct layout *lo)
                 continue;
             store_be64(buf + e * 8, block << s->cluster_bits);
         }
-        r = zero_range(img->file, at, cs);
+        r = io_zero_or_write(img->file, at, cs, false); /* kept allocated, as qemu-img does */
         for (uint64_t sec = 0; sec < cs && r == 0; sec += 512) {
             static const uint8_t zero_sector[512];
             if (memcmp(buf + sec, zero_sector, 512))
@@ -184,7 +176,7 @@ layout_write(struct dimg_image *img, const struct layout *lo)
         r = io_pwrite(img->file, buf, cs, (blocks_at + b) << s->cluster_bits);
     }
     if (r == 0 && l1_clusters(s))
-        r = zero_range(img->file, layout_l1_off(s, lo), l1_clusters(s) << s->cluster_bits);
+        r = io_zero_or_write(img->file, layout_l1_off(s, lo), l1_clusters(s) << s->cluster_bits, false);
     free(buf);
     return r == 0 ? qcow2_barrier(img) : r;
 }

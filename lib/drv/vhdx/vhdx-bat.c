@@ -271,9 +271,7 @@ vhdx_zero(struct dimg_image *img, uint64_t off, uint64_t len, unsigned flags)
         if (VHDX_BAT_STATE(e) == 4 || VHDX_BAT_STATE(e) == VHDX_PAYLOAD_PARTIAL)
             r = bad_state(img, block, e);
         if (r == 0 && VHDX_BAT_STATE(e) == VHDX_PAYLOAD_FULL)
-            r = io_zero(img->file, VHDX_BAT_OFFSET(e) + in, n, false);
-        if (r == -ENOTSUP)
-            r = io_write_zeroes(img->file, VHDX_BAT_OFFSET(e) + in, n);
+            r = io_zero_or_write(img->file, VHDX_BAT_OFFSET(e) + in, n, false);
         if (r < 0)
             return r;
         off += n;

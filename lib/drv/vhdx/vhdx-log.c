@@ -252,10 +252,7 @@ apply_entry(struct dimg_image *img, const uint8_t *e)
         uint64_t target = load_le64(d + 16);
         int r;
         if (memcmp(d, "zero", 4) == 0) {
-            uint64_t zlen = load_le64(d + 8);
-            r = zlen ? io_zero(img->file, target, zlen, false) : 0;
-            if (r == -ENOTSUP)
-                r = io_write_zeroes(img->file, target, zlen);
+            r = io_zero_or_write(img->file, target, load_le64(d + 8), false);
         } else {
             const uint8_t *ds = e + ((size_t)first_data + ndata++) * VHDX_SECTOR;
             memcpy(sector, d + 8, 8);                          /* leading bytes */

@@ -51,16 +51,6 @@ vpc_pread(struct dimg_image *img, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* Zeros over [lo, hi) of the file, as a hole where the file allows. */
-static int
-zero_range(struct dimg_image *img, uint64_t lo, uint64_t hi)
-{
-    if (lo >= hi)
-        return 0;
-    int r = io_zero(img->file, lo, hi - lo, true);
-    return r == -ENOTSUP ? io_write_zeroes(img->file, lo, hi - lo) : r;
-}
-
 /*
  * Append a block where the footer was, in an order that leaves a readable
  * image if the writer dies part way: the footer moves to the new end first,
@@ -85,9 +75,11 @@ alloc_block(struct dimg_image *img, struct vpc_state *s, uint64_t idx, const voi
     uint64_t stale_end = min_u64((uint64_t)old_size, end), data = pos + s->bitmap_size;
     int r = 0;
     if (stale_end > pos + VPC_FOOTER_SIZE) {
-        r = zero_range(img, data, min_u64(stale_end, data + in));
-        if (r == 0)
-            r = zero_range(img, max_u64(data, data + in + len), stale_end);
+        uint64_t head_end = min_u64(stale_end, data + in), tail = data + in + len;
+        if (head_end > data)
+            r = io_zero_or_write(img->file, data, head_end - data, true);
+        if (r == 0 && tail < stale_end)
+            r = io_zero_or_write(img->file, tail, stale_end - tail, true);
         if (r < 0)
             return r;
     }
